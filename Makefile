@@ -1,0 +1,64 @@
+# One-command set-up. `make up` runs the product locally; `make test` runs every test
+# against a real Kafka broker and Redis that it starts (and stops) itself.
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+# Tests get their own services, ports and state, so they never touch a running `make up`.
+TEST_KAFKA_PORT ?= 19092
+TEST_KAFKA_CONTROLLER_PORT ?= 19093
+TEST_REDIS_PORT ?= 16379
+TEST_STATE_DIR ?= .run/test
+TEST_ENV = PIPELINE_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(TEST_KAFKA_PORT) \
+	PIPELINE_KAFKA_CONTROLLER_PORT=$(TEST_KAFKA_CONTROLLER_PORT) \
+	PIPELINE_REDIS_URL=redis://127.0.0.1:$(TEST_REDIS_PORT)/0 \
+	PIPELINE_STATE_DIR=$(TEST_STATE_DIR)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup up down status test test-unit lint format clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install the project with its dev tools
+
+up: setup ## Start Kafka, Redis and the topics, then every service
+	$(PY) -m infra.local start
+	$(PY) -m sources.topics
+	@echo "Kafka: 127.0.0.1:9092   Redis: redis://127.0.0.1:6379/0   (make down to stop)"
+
+down: setup ## Stop everything `make up` started
+	$(PY) -m infra.local stop
+
+status: setup ## Show which local services run
+	$(PY) -m infra.local status
+
+test: setup ## Run the whole suite against a real Kafka and Redis (started and stopped here)
+	$(TEST_ENV) $(PY) -m infra.local exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup ## Run the unit tests only (no services)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: setup ## ruff and mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: setup ## Apply ruff's fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+clean: ## Stop services, remove the environment and all local state
+	-test -x $(PY) && $(PY) -m infra.local stop
+	-test -x $(PY) && $(TEST_ENV) $(PY) -m infra.local stop
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache *.egg-info

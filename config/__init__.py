@@ -1,0 +1,1 @@
+"""Cross-cutting configuration shared by every process: settings base, logging."""

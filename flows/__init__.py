@@ -1,0 +1,1 @@
+"""The Bytewax dataflow: validation, windows, anomalies, trends, activity."""

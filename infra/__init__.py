@@ -1,0 +1,1 @@
+"""Local infrastructure: a real Apache Kafka broker and Redis server on loopback."""

@@ -1,0 +1,1 @@
+"""Event sources: the wire format, simulators and Kafka producers."""
