@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 import redis
@@ -124,17 +126,25 @@ return written
 PUT_SERIES = LuaScript(
     "put_series",
     """
--- KEYS[1]: a sorted set of windows scored by window start (ms). ARGV[1]: retention (ms);
--- then (window start, member) pairs. A member replaces whatever the key holds at its start
--- (a replayed or re-emitted window); then windows starting at or before the key's newest
--- start minus the retention are trimmed (event time, so replayed history trims the same).
-local key = KEYS[1]
-for i = 2, #ARGV, 2 do
-  redis.call('ZREMRANGEBYSCORE', key, ARGV[i], ARGV[i])
-  redis.call('ZADD', key, ARGV[i], ARGV[i + 1])
+-- KEYS: sorted sets of windows scored by window start (ms). ARGV[1]: retention (ms); then,
+-- key by key, the number n of its windows and n (window start, member) pairs. A member
+-- replaces whatever its key holds at its start (a replayed or re-emitted window); then the
+-- key's windows starting at or before its newest start minus the retention are trimmed
+-- (event time, so replayed history trims the same).
+local retention = tonumber(ARGV[1])
+local at = 2
+for k = 1, #KEYS do
+  local key = KEYS[k]
+  local stop = at + 2 * tonumber(ARGV[at])
+  for i = at + 1, stop, 2 do
+    redis.call('ZREMRANGEBYSCORE', key, ARGV[i], ARGV[i])
+    redis.call('ZADD', key, ARGV[i], ARGV[i + 1])
+  end
+  at = stop + 1
+  local newest = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', newest - retention))
 end
-local newest = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
-return redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', newest - tonumber(ARGV[1])))
+return #KEYS
 """,
 )
 
@@ -166,22 +176,33 @@ return redis.call('ZREMRANGEBYRANK', key, 0, -tonumber(ARGV[1]) - 1)
 """,
 )
 
-PUT_HASH_IF_NEWER = LuaScript(
-    "put_hash_if_newer",
+PUT_HASHES_IF_NEWER = LuaScript(
+    "put_hashes_if_newer",
     """
--- KEYS[1]: a hash. ARGV[1]: its time field; ARGV[2]: the new content's time (ms); then
--- field/value pairs. Written unless the stored content is newer, so a replay never
--- moves it back in event time.
-local stored = redis.call('HGET', KEYS[1], ARGV[1])
-if stored and tonumber(stored) and tonumber(stored) > tonumber(ARGV[2]) then
-  return 0
+-- KEYS: hashes. ARGV[1]: their time field; then, key by key, the new content's time (ms),
+-- the number n of its fields and n field/value pairs. A hash is written unless it holds
+-- newer content, so a replay never moves it back in event time.
+local field = ARGV[1]
+local at = 2
+local written = 0
+for k = 1, #KEYS do
+  local time, n = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+  local stored = tonumber(redis.call('HGET', KEYS[k], field))
+  if not (stored and stored > time) then
+    redis.call('HSET', KEYS[k], unpack(ARGV, at + 2, at + 1 + 2 * n))
+    written = written + 1
+  end
+  at = at + 2 + 2 * n
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-return 1
+return written
 """,
 )
 
-SCRIPTS = (PUT_LATEST, PUT_SERIES, PUT_ALERTS, PUT_HASH_IF_NEWER)
+SCRIPTS = (PUT_LATEST, PUT_SERIES, PUT_ALERTS, PUT_HASHES_IF_NEWER)
+
+MAX_ITEMS_PER_SCRIPT_CALL = 1000
+"""Windows or trends per script call: a script blocks Redis while it runs, so draining a
+large backlog is split into several calls (still in the one pipeline)."""
 
 
 class PendingWrites:
@@ -282,13 +303,16 @@ def build_commands(
 
     series: dict[str, list[Any]] = {}
     for ws in pending.windows.values():
-        key = layout.window_series(ws.window, ws.device_id, ws.metric)
-        series.setdefault(key, []).extend((ws.start_ms, encode_window_stats(ws)))
+        key = _window_series_key(layout, ws.window, ws.device_id, ws.metric)
+        series.setdefault(key, []).append((ws.start_ms, encode_window_stats(ws)))
     for aw in pending.activity.values():
-        series.setdefault(layout.activity_series(aw.window), []).extend((aw.start_ms, encode_activity(aw)))
-    retention_ms = settings.sink_retention_ms
-    for key, pairs in series.items():
-        cmds.append(("EVALSHA", PUT_SERIES.sha, 1, key, retention_ms, *pairs))
+        series.setdefault(layout.activity_series(aw.window), []).append((aw.start_ms, encode_activity(aw)))
+    for chunk in _chunks(series):
+        series_args: list[Any] = [settings.sink_retention_ms]
+        for pairs in chunk.values():
+            series_args.append(len(pairs))
+            series_args += chain.from_iterable(pairs)
+        cmds.append(("EVALSHA", PUT_SERIES.sha, len(chunk), *chunk, *series_args))
 
     if pending.alerts:
         alert_args: list[Any] = [settings.sink_alerts_kept]
@@ -296,10 +320,14 @@ def build_commands(
             alert_args += (alert.event_time_ms, alert_member_prefix(alert.alert_id), encode_alert(alert))
         cmds.append(("EVALSHA", PUT_ALERTS.sha, 1, layout.alerts(), *alert_args))
 
-    for trend in pending.trends.values():
-        fields = [part for pair in encode_trend(trend).items() for part in pair]
-        key = layout.trend(trend.device_id, trend.metric)
-        cmds.append(("EVALSHA", PUT_HASH_IF_NEWER.sha, 1, key, TREND_TIME_FIELD, trend.updated_ms, *fields))
+    trends = {_trend_key(layout, t.device_id, t.metric): [t] for t in pending.trends.values()}
+    for chunk_of_trends in _chunks(trends):
+        trend_args: list[Any] = [TREND_TIME_FIELD]
+        for (trend,) in chunk_of_trends.values():
+            fields = encode_trend(trend)
+            trend_args += (trend.updated_ms, len(fields))
+            trend_args += chain.from_iterable(fields.items())
+        cmds.append(("EVALSHA", PUT_HASHES_IF_NEWER.sha, len(chunk_of_trends), *chunk_of_trends, *trend_args))
 
     if pending.totals:
         scored: list[Any] = []
@@ -317,6 +345,31 @@ def build_commands(
     update = Update(kinds=tuple(dict.fromkeys(kinds)), at_ms=status.last_write_ms)
     cmds.append(("PUBLISH", layout.updates_channel(), encode_update(update)))
     return cmds
+
+
+# Key names are cached: a device's keys recur in every batch, and building one checks its parts.
+_window_series_key = lru_cache(maxsize=65_536)(Layout.window_series)
+_trend_key = lru_cache(maxsize=65_536)(Layout.trend)
+
+
+def _chunks(by_key: dict[str, list[Any]]) -> Iterator[dict[str, list[Any]]]:
+    """Split {key: items} into pieces of about `MAX_ITEMS_PER_SCRIPT_CALL` items (a key may span two)."""
+    chunk: dict[str, list[Any]] = {}
+    size = 0
+    for key, items in by_key.items():
+        for start in range(0, len(items), MAX_ITEMS_PER_SCRIPT_CALL):
+            part = (
+                items
+                if len(items) <= MAX_ITEMS_PER_SCRIPT_CALL
+                else items[start : start + MAX_ITEMS_PER_SCRIPT_CALL]
+            )
+            if size + len(part) > MAX_ITEMS_PER_SCRIPT_CALL and chunk:
+                yield chunk
+                chunk, size = {}, 0
+            chunk[key] = part
+            size += len(part)
+    if chunk:
+        yield chunk
 
 
 def connection_pool(settings: SinkSettings) -> redis.ConnectionPool:

@@ -7,7 +7,15 @@ import pytest
 from sinks.layout import Layout, SinkStatus, UpdateKind, decode_update
 from sinks.records import CircuitState, Metric, PageTotal, PipelineCounters
 from sinks.settings import SinkSettings
-from sinks.writer import PUT_ALERTS, PUT_LATEST, PUT_SERIES, PendingWrites, build_commands
+from sinks.writer import (
+    MAX_ITEMS_PER_SCRIPT_CALL,
+    PUT_ALERTS,
+    PUT_HASHES_IF_NEWER,
+    PUT_LATEST,
+    PUT_SERIES,
+    PendingWrites,
+    build_commands,
+)
 from tests.sink_samples import T0, activity, alert, live_batch, reading, trend, window
 
 
@@ -77,27 +85,48 @@ def test_anything_else_is_a_clear_type_error():
         PendingWrites().add({"device_id": "a"})  # type: ignore[arg-type]
 
 
-def test_a_batch_is_one_script_call_per_series_and_one_for_latest_and_alerts():
+def test_a_batch_is_one_script_call_per_kind():
     settings = SinkSettings(redis_prefix="p:", sink_retention_s=60, sink_alerts_kept=7)
     cmds = build_commands(
         pending_of(live_batch(T0, devices=2)), Layout("p:"), settings, SinkStatus(T0, CircuitState.CLOSED)
     )
 
-    scripts = [c[1] for c in cmds if c[0] == "EVALSHA"]
-    assert scripts.count(PUT_LATEST.sha) == 1
-    assert scripts.count(PUT_ALERTS.sha) == 1
-    # 2 devices x 3 metrics x 2 window kinds, plus one activity series
-    series = [c for c in cmds if c[:2] == ("EVALSHA", PUT_SERIES.sha)]
-    assert len(series) == 2 * 3 * 2 + 1
-    assert all(c[4] == 60_000 for c in series)  # the retention, in ms
-    assert [c[4] for c in cmds if c[:2] == ("EVALSHA", PUT_ALERTS.sha)] == [7]
+    calls = {c[1]: c for c in cmds if c[0] == "EVALSHA"}
+    assert [c[0] for c in cmds].count("EVALSHA") == len(calls) == 4
+    latest, series, alerts, trends = (
+        calls[s.sha] for s in (PUT_LATEST, PUT_SERIES, PUT_ALERTS, PUT_HASHES_IF_NEWER)
+    )
+    assert latest[2] == 1
+    # 2 devices x 3 metrics x 2 window kinds, plus one activity series; then the retention in ms
+    assert series[2] == 2 * 3 * 2 + 1
+    assert series[3 + series[2]] == 60_000
+    assert alerts[2:5] == (1, "p:alerts", 7)
+    assert trends[2] == 2 * 3
+
+
+def test_a_large_backlog_is_split_into_script_calls_of_bounded_size():
+    backlog = [window("a", Metric.PRESSURE, T0 + i * 10_000) for i in range(MAX_ITEMS_PER_SCRIPT_CALL + 10)]
+    backlog += [window("b", Metric.PRESSURE, T0 + i * 10_000) for i in range(MAX_ITEMS_PER_SCRIPT_CALL // 2)]
+    cmds = build_commands(
+        pending_of(backlog), Layout("p:"), SinkSettings(), SinkStatus(T0, CircuitState.CLOSED)
+    )
+
+    calls = [c for c in cmds if c[:2] == ("EVALSHA", PUT_SERIES.sha)]
+    windows_per_call = [
+        (len(c) - 3 - c[2] - 1 - c[2]) // 2 for c in calls
+    ]  # minus sha, numkeys, keys, retention, counts
+    assert windows_per_call == [MAX_ITEMS_PER_SCRIPT_CALL, 10 + MAX_ITEMS_PER_SCRIPT_CALL // 2]
+    assert [c[3 : 3 + c[2]] for c in calls] == [
+        ("p:iot:agg:10s:a:pressure",),
+        ("p:iot:agg:10s:a:pressure", "p:iot:agg:10s:b:pressure"),
+    ]
 
 
 def test_every_key_and_the_channel_come_from_the_layout_under_the_prefix():
     cmds = build_commands(
         pending_of(live_batch(T0)), Layout("p:"), SinkSettings(), SinkStatus(T0, CircuitState.OPEN)
     )
-    keys = [c[3] if c[0] == "EVALSHA" else c[1] for c in cmds]
+    keys = [k for c in cmds for k in (c[3 : 3 + c[2]] if c[0] == "EVALSHA" else [c[1]])]
     assert all(k.startswith("p:") for k in keys)
     assert keys[-2:] == [Layout("p:").stats(), Layout("p:").updates_channel()]
 
