@@ -295,11 +295,10 @@ def build_commands(
         Commands to send in one pipeline; the scripts among them run by EVALSHA.
     """
     cmds: list[Command] = []
-    if pending.latest:
-        latest_args: list[Any] = [LATEST_TIME_FIELD]
-        for reading in pending.latest.values():
-            latest_args += (reading.device_id, reading.event_time, encode_latest(reading))
-        cmds.append(("EVALSHA", PUT_LATEST.sha, 1, layout.latest(), *latest_args))
+    latest = [(r.device_id, r.event_time, encode_latest(r)) for r in pending.latest.values()]
+    for chunk in _chunks({layout.latest(): latest}):
+        [(key, triples)] = chunk.items()
+        cmds.append(("EVALSHA", PUT_LATEST.sha, 1, key, LATEST_TIME_FIELD, *chain.from_iterable(triples)))
 
     series: dict[str, list[Any]] = {}
     for ws in pending.windows.values():
@@ -307,18 +306,21 @@ def build_commands(
         series.setdefault(key, []).append((ws.start_ms, encode_window_stats(ws)))
     for aw in pending.activity.values():
         series.setdefault(layout.activity_series(aw.window), []).append((aw.start_ms, encode_activity(aw)))
-    for chunk in _chunks(series):
+    for chunk in _chunks(series):  # several keys per call
         series_args: list[Any] = [settings.sink_retention_ms]
         for pairs in chunk.values():
             series_args.append(len(pairs))
             series_args += chain.from_iterable(pairs)
         cmds.append(("EVALSHA", PUT_SERIES.sha, len(chunk), *chunk, *series_args))
 
-    if pending.alerts:
-        alert_args: list[Any] = [settings.sink_alerts_kept]
-        for alert in pending.alerts.values():
-            alert_args += (alert.event_time_ms, alert_member_prefix(alert.alert_id), encode_alert(alert))
-        cmds.append(("EVALSHA", PUT_ALERTS.sha, 1, layout.alerts(), *alert_args))
+    alerts = [
+        (a.event_time_ms, alert_member_prefix(a.alert_id), encode_alert(a)) for a in pending.alerts.values()
+    ]
+    for chunk in _chunks({layout.alerts(): alerts}):
+        [(key, triples)] = chunk.items()
+        cmds.append(
+            ("EVALSHA", PUT_ALERTS.sha, 1, key, settings.sink_alerts_kept, *chain.from_iterable(triples))
+        )
 
     trends = {_trend_key(layout, t.device_id, t.metric): [t] for t in pending.trends.values()}
     for chunk_of_trends in _chunks(trends):
@@ -339,7 +341,7 @@ def build_commands(
     stats = encode_sink_status(status)
     if pending.counters is not None:
         stats |= encode_counters(pending.counters)
-    cmds.append(("HSET", layout.stats(), *(part for pair in stats.items() for part in pair)))
+    cmds.append(("HSET", layout.stats(), *chain.from_iterable(stats.items())))
 
     kinds = (*pending.counts(), UpdateKind.STATS)
     update = Update(kinds=tuple(dict.fromkeys(kinds)), at_ms=status.last_write_ms)
@@ -353,10 +355,15 @@ _trend_key = lru_cache(maxsize=65_536)(Layout.trend)
 
 
 def _chunks(by_key: dict[str, list[Any]]) -> Iterator[dict[str, list[Any]]]:
-    """Split {key: items} into pieces of about `MAX_ITEMS_PER_SCRIPT_CALL` items (a key may span two)."""
+    """Split {key: items} into pieces of at most `MAX_ITEMS_PER_SCRIPT_CALL` items; none when empty.
+
+    A key with more items than that is split over several pieces.
+    """
     chunk: dict[str, list[Any]] = {}
     size = 0
     for key, items in by_key.items():
+        if not items:
+            continue
         for start in range(0, len(items), MAX_ITEMS_PER_SCRIPT_CALL):
             part = (
                 items

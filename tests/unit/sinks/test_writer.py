@@ -140,3 +140,13 @@ def test_the_batch_ends_with_the_sink_status_and_one_update():
     assert fields == {"last_write_ms": str(T0), "circuit_state": "half_open"}
     update = decode_update(publish[2])
     assert (update.kinds, update.at_ms) == ((UpdateKind.LEADERBOARD, UpdateKind.STATS), T0)
+
+
+def test_a_large_backlog_of_alerts_is_split_too():
+    backlog = [alert(f"d{i}", T0 + i) for i in range(MAX_ITEMS_PER_SCRIPT_CALL + 1)]
+    cmds = build_commands(
+        pending_of(backlog), Layout("p:"), SinkSettings(), SinkStatus(T0, CircuitState.CLOSED)
+    )
+
+    calls = [c for c in cmds if c[:2] == ("EVALSHA", PUT_ALERTS.sha)]
+    assert [(len(c) - 5) // 3 for c in calls] == [MAX_ITEMS_PER_SCRIPT_CALL, 1]
