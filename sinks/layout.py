@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 import orjson
 
@@ -148,6 +149,13 @@ def decode_window_stats(raw: bytes | str, window: str, device_id: str, metric: M
     )
 
 
+LATEST_TIME_FIELD = "event_time"
+"""JSON field of a `Layout.latest` value holding its event time (ms), for server-side "newer?" checks."""
+
+TREND_TIME_FIELD = "updated_ms"
+"""Field of a `Layout.trend` hash holding the fit's event time (ms), for server-side "newer?" checks."""
+
+
 def encode_trend(t: TrendState) -> dict[str, str]:
     """Field mapping of `Layout.trend`."""
     return {
@@ -155,7 +163,7 @@ def encode_trend(t: TrendState) -> dict[str, str]:
         "direction": t.direction.value,
         "r2": repr(t.r2),
         "points": str(t.points),
-        "updated_ms": str(t.updated_ms),
+        TREND_TIME_FIELD: str(t.updated_ms),
     }
 
 
@@ -171,7 +179,7 @@ def decode_trend(
         direction=Trend(f["direction"]),
         r2=float(f["r2"]),
         points=int(f["points"]),
-        updated_ms=int(f["updated_ms"]),
+        updated_ms=int(f[TREND_TIME_FIELD]),
     )
 
 
@@ -194,6 +202,15 @@ def encode_alert(a: Alert) -> bytes:
             "event_time_ms": a.event_time_ms,
         }
     )
+
+
+def alert_member_prefix(alert_id: str) -> bytes:
+    """The bytes every member of alert `alert_id` starts with, up to and including its first comma.
+
+    No other alert's member starts with them (the id is a closed JSON string), so a
+    script can find and replace an episode's old member by this prefix.
+    """
+    return orjson.dumps({"alert_id": alert_id})[:-1] + b","
 
 
 def decode_alert(raw: bytes | str) -> Alert:
@@ -294,9 +311,21 @@ def decode_stats(fields: Mapping[bytes | str, bytes | str]) -> PipelineStats:
     )
 
 
+class UpdateKind(StrEnum):
+    """The kinds of data an `Update` names, one per group of keys in `Layout`."""
+
+    LATEST = "latest"
+    WINDOWS = "windows"
+    TRENDS = "trends"
+    ALERTS = "alerts"
+    ACTIVITY = "activity"
+    LEADERBOARD = "leaderboard"
+    STATS = "stats"
+
+
 @dataclass(frozen=True, slots=True)
 class Update:
-    """A pub/sub notification: which kinds of data changed, and when (epoch ms)."""
+    """A pub/sub notification: which kinds of data changed (`UpdateKind` values), and when (epoch ms)."""
 
     kinds: tuple[str, ...]
     at_ms: int

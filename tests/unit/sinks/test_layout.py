@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from sinks.layout import (
     ALERT_ID_PREFIX,
+    LATEST_TIME_FIELD,
+    TREND_TIME_FIELD,
     InvalidKeyComponent,
     Layout,
     SinkStatus,
     Update,
+    alert_member_prefix,
     decode_activity,
     decode_alert,
     decode_latest,
@@ -82,6 +86,31 @@ def test_alert_round_trip_and_member_starts_with_its_id():
     raw = encode_alert(alert)
     assert raw.startswith(ALERT_ID_PREFIX + b'"dev-1:temperature:123"')
     assert decode_alert(raw) == alert
+
+
+@pytest.mark.parametrize("alert_id", ["dev-1:temperature:123", 'odd "id", with, commas', "ünï"])
+def test_an_alerts_member_starts_with_its_id_prefix_and_no_other_ids_does(alert_id):
+    alert = Alert(alert_id, "d", Metric.HUMIDITY, 1.0, 0.0, 1.0, 3.0, Severity.WARNING, 1)
+    prefix = alert_member_prefix(alert_id)
+    assert encode_alert(alert).startswith(prefix)
+    for other in (alert_id + "0", alert_id[:-1], "x" + alert_id):
+        assert not encode_alert(Alert(other, *alert_fields(alert))).startswith(prefix)
+
+
+def alert_fields(a: Alert) -> tuple:
+    return (a.device_id, a.metric, a.value, a.mean, a.std, a.z, a.severity, a.event_time_ms)
+
+
+def test_a_trends_time_field_is_the_named_one():
+    t = TrendState("dev-1", Metric.TEMPERATURE, 0.5, Trend.RISING, 0.9, 4, 99)
+    assert encode_trend(t)[TREND_TIME_FIELD] == "99"
+
+
+def test_a_latest_values_time_field_is_the_named_one():
+    r = SensorReading(
+        device_id="d", event_time=1_700_000_000_000, temperature=1.0, humidity=2.0, pressure=1000.0
+    )
+    assert orjson.loads(encode_latest(r))[LATEST_TIME_FIELD] == 1_700_000_000_000
 
 
 def test_trend_round_trip_keeps_full_float_precision():
