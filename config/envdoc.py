@@ -17,7 +17,9 @@ from config.settings import ENV_PREFIX
 
 # (process, "module:Class") of every process's settings, in the order a reader meets them.
 SETTINGS_CLASSES: list[tuple[str, str]] = [
+    ("every process: logging", "config.logging:LoggingSettings"),
     ("local infrastructure (make up / make test)", "infra.settings:LocalInfraSettings"),
+    ("local stack runner (make up)", "infra.settings:StackSettings"),
 ]
 
 
