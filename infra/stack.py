@@ -492,6 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StackError, local.ServiceError) as exc:
         print(f"[stack] error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C while Kafka or Redis were starting; `up` stopped what it started
+        return 130
     return 0
 
 
