@@ -1,5 +1,6 @@
 # One-command set-up. `make up` runs the product locally; `make test` runs every test
 # against a real Kafka broker and Redis that it starts (and stops) itself.
+# With Docker instead: `docker compose up --build` (compose.yaml).
 
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -18,10 +19,10 @@ TEST_ENV = PIPELINE_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(TEST_KAFKA_PORT) \
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up down status test test-unit lint format clean
+.PHONY: help setup tools up up-detached up-monitoring down logs status test test-unit lint format clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -30,15 +31,33 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install the project with its dev tools
+setup: $(STAMP) tools ## Create .venv and install the project with its dev tools
 
-up: setup ## Start Kafka, Redis and the topics, then every service
-	$(PY) -m infra.local start
-	$(PY) -m sources.topics
-	@echo "Kafka: 127.0.0.1:9092   Redis: redis://127.0.0.1:6379/0   (make down to stop)"
+# promtool (Debian's prometheus package) checks the Prometheus config in `make test`, and
+# `make up-monitoring` runs its Prometheus. Installed with apt when missing and running as root.
+tools:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "promtool missing: installing Debian's prometheus package"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else \
+	    echo "promtool is missing (make test needs it): apt-get install prometheus (or brew install prometheus)"; \
+	  fi; }
 
-down: setup ## Stop everything `make up` started
-	$(PY) -m infra.local stop
+up: setup ## Run everything in the foreground: Kafka, Redis, topics, producers, dataflow, dashboard (Ctrl-C stops)
+	$(PY) -m infra.stack up
+
+up-detached: setup ## The same in the background (make logs, make down)
+	$(PY) -m infra.stack up --detach
+
+up-monitoring: setup ## make up plus a local Prometheus on :9090 (Grafana too: docker compose --profile monitoring up)
+	$(PY) -m infra.stack up --monitoring
+
+down: setup ## Stop everything make up / up-detached started, Kafka and Redis included
+	$(PY) -m infra.stack down
+
+logs: setup ## Follow the output of make up-detached
+	$(PY) -m infra.stack logs
 
 status: setup ## Show which local services run
 	$(PY) -m infra.local status
@@ -59,6 +78,6 @@ format: setup ## Apply ruff's fixes and formatting
 	$(PY) -m ruff format .
 
 clean: ## Stop services, remove the environment and all local state
-	-test -x $(PY) && $(PY) -m infra.local stop
+	-test -x $(PY) && $(PY) -m infra.stack down
 	-test -x $(PY) && $(TEST_ENV) $(PY) -m infra.local stop
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic.fields import FieldInfo
@@ -17,7 +18,9 @@ from config.settings import ENV_PREFIX
 
 # (process, "module:Class") of every process's settings, in the order a reader meets them.
 SETTINGS_CLASSES: list[tuple[str, str]] = [
+    ("every process: logging", "config.logging:LoggingSettings"),
     ("local infrastructure (make up / make test)", "infra.settings:LocalInfraSettings"),
+    ("local stack runner (make up)", "infra.settings:StackSettings"),
     ("dataflow: Redis sink", "sinks.settings:SinkSettings"),
 ]
 
@@ -77,5 +80,22 @@ def markdown() -> str:
     return "\n".join(out) + "\n"
 
 
+README_TABLE_START = "<!-- config-table:start -->\n"
+README_TABLE_END = "<!-- config-table:end -->"
+
+
+def write_docs(root: Path) -> None:
+    """Regenerate `.env.example` and the README's configuration table in place."""
+    (root / ".env.example").write_text(env_example())
+    readme = root / "README.md"
+    text = readme.read_text()
+    head, _, rest = text.partition(README_TABLE_START)
+    _, _, tail = rest.partition(README_TABLE_END)
+    readme.write_text(head + README_TABLE_START + markdown() + README_TABLE_END + tail)
+
+
 if __name__ == "__main__":
-    sys.stdout.write(markdown() if "--markdown" in sys.argv else env_example())
+    if "--write" in sys.argv:
+        write_docs(Path(__file__).resolve().parent.parent)
+    else:
+        sys.stdout.write(markdown() if "--markdown" in sys.argv else env_example())

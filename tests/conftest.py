@@ -8,6 +8,7 @@ the Redis database is flushed before each test that asks for a client.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -62,7 +63,15 @@ def tmp_topic(kafka_admin: AdminClient) -> Iterator[Callable[..., str]]:
         fut = kafka_admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
         fut[name].result(timeout=30)
         created.append(name)
-        return name
+        # The create call returns once the controller has the topic; the broker's metadata
+        # can lag a moment, and a test listing topics right away would not see it yet.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            meta = kafka_admin.list_topics(name, timeout=10).topics.get(name)
+            if meta is not None and meta.error is None and len(meta.partitions) == partitions:
+                return name
+            time.sleep(0.05)
+        pytest.fail(f"topic {name} not in the broker's metadata 30 s after its creation")
 
     yield make
     if created:

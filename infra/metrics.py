@@ -1,0 +1,42 @@
+"""The Prometheus metrics the monitoring relies on, by scrape job: the one list to check.
+
+Grafana's dashboard (infra/monitoring/grafana/dashboards) may query only the names
+here (plus Prometheus's own, `PROMETHEUS_BUILTIN`), and every name here must be
+queried by it: a unit test checks both. The stack test checks each name against
+what the running processes really export on their /metrics, so a renamed metric
+fails a test instead of leaving a panel empty.
+
+Names are sample names as they appear on /metrics and in PromQL: counters with
+``_total``, histograms by their ``_bucket`` series.
+"""
+
+from __future__ import annotations
+
+# job (infra/monitoring/prometheus.yml) -> sample name -> what it is (type{labels}: meaning)
+EXPECTED_METRICS: dict[str, dict[str, str]] = {
+    "flow": {
+        "pipeline_events_in_total": "counter{source}: events read from Kafka, source=iot|activity",
+        "pipeline_dead_letters_total": "counter{stage}: messages sent to the dead-letter topic",
+        "pipeline_late_events_total": "counter{window}: events that arrived after their window closed",
+        "pipeline_alerts_total": "counter{severity}: anomaly alerts raised",
+        "pipeline_sink_write_seconds_bucket": "histogram: seconds per Redis write batch",
+        "pipeline_circuit_state": "gauge{state}: 1 for the Redis circuit breaker's current state",
+        # Bytewax's own KafkaSource gauge; set once the source's consumer has
+        # `statistics.interval.ms` and the flow serves prometheus_client's default REGISTRY.
+        "bytewax_kafka_consumer_lag": "gauge{step_id,topic,partition}: messages behind the log end",
+    },
+    "producers": {
+        "pipeline_produced_total": "counter{topic}: messages the broker acknowledged",
+        "pipeline_produce_errors_total": "counter{topic}: messages the broker did not acknowledge",
+    },
+    # The dashboard's /metrics is scraped (and must answer); the Grafana board needs none of its series.
+    "dashboard": {},
+}
+
+# Series Prometheus makes itself for every target.
+PROMETHEUS_BUILTIN = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
+
+
+def expected_names() -> set[str]:
+    """Every metric name the monitoring may query."""
+    return {name for names in EXPECTED_METRICS.values() for name in names} | PROMETHEUS_BUILTIN
