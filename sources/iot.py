@@ -19,6 +19,7 @@ import math
 import random
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -62,40 +63,42 @@ class MetricProfile:
         return 2 * self.shift[1]
 
 
-DEFAULT_PROFILES: Mapping[Metric, MetricProfile] = {
-    # An indoor climate: a few degrees of daily-like cycle, a sensor good to ~0.15 °C.
-    Metric.TEMPERATURE: MetricProfile(
-        level=(18.0, 26.0),
-        amplitude=(1.0, 3.0),
-        noise_sigma=0.15,
-        drift_slope_per_min=(0.05, 0.25),
-        drift_minutes=(5.0, 20.0),
-        shift=(1.5, 4.0),
-        spike=(4.0, 9.0),
-        limits=(-90.0, 150.0),
-    ),
-    Metric.HUMIDITY: MetricProfile(
-        level=(35.0, 60.0),
-        amplitude=(3.0, 8.0),
-        noise_sigma=0.5,
-        drift_slope_per_min=(0.1, 0.6),
-        drift_minutes=(5.0, 20.0),
-        shift=(4.0, 10.0),
-        spike=(12.0, 25.0),
-        limits=(0.0, 100.0),
-    ),
-    # Around sea-level pressure; weather moves it slowly and little.
-    Metric.PRESSURE: MetricProfile(
-        level=(995.0, 1030.0),
-        amplitude=(0.5, 2.0),
-        noise_sigma=0.2,
-        drift_slope_per_min=(0.05, 0.2),
-        drift_minutes=(5.0, 20.0),
-        shift=(2.0, 6.0),
-        spike=(6.0, 15.0),
-        limits=(300.0, 1200.0),
-    ),
-}
+DEFAULT_PROFILES: Mapping[Metric, MetricProfile] = MappingProxyType(
+    {
+        # An indoor climate: a cycle of a few degrees (HVAC, sun), a sensor good to ~0.15 °C.
+        Metric.TEMPERATURE: MetricProfile(
+            level=(18.0, 26.0),
+            amplitude=(1.0, 3.0),
+            noise_sigma=0.15,
+            drift_slope_per_min=(0.05, 0.25),
+            drift_minutes=(5.0, 20.0),
+            shift=(1.5, 4.0),
+            spike=(4.0, 9.0),
+            limits=(-90.0, 150.0),
+        ),
+        Metric.HUMIDITY: MetricProfile(
+            level=(35.0, 60.0),
+            amplitude=(3.0, 8.0),
+            noise_sigma=0.5,
+            drift_slope_per_min=(0.1, 0.6),
+            drift_minutes=(5.0, 20.0),
+            shift=(4.0, 10.0),
+            spike=(12.0, 25.0),
+            limits=(0.0, 100.0),
+        ),
+        # Around sea-level pressure; weather moves it slowly and little.
+        Metric.PRESSURE: MetricProfile(
+            level=(995.0, 1030.0),
+            amplitude=(0.5, 2.0),
+            noise_sigma=0.2,
+            drift_slope_per_min=(0.05, 0.2),
+            drift_minutes=(5.0, 20.0),
+            shift=(2.0, 6.0),
+            spike=(6.0, 15.0),
+            limits=(300.0, 1200.0),
+        ),
+    }
+)
 
 METRICS: tuple[Metric, ...] = (Metric.TEMPERATURE, Metric.HUMIDITY, Metric.PRESSURE)
 

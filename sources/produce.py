@@ -8,13 +8,13 @@ Examples::
     python -m sources.produce iot --count 72000 --start 2024-01-01T00:00:00Z   # an hour of data, instantly
 
 Defaults come from `ProducerSettings` (``PIPELINE_`` variables); flags override them.
-``--rate 0`` sends as fast as possible. A run with ``--count`` and no rate given
-anywhere also goes full speed. With the simulated clock (``--start`` or
-``PIPELINE_PRODUCER_CLOCK=simulated``) event times advance 1/rate per event
-however fast they are sent. SIGINT/SIGTERM stop the run: events in flight are
-flushed (up to ``PIPELINE_PRODUCER_FLUSH_TIMEOUT_S``; a second signal stops
-waiting) and a final report is printed. Exit status 0 when every produced event
-was delivered, 1 otherwise, 2 on bad options or settings.
+``--rate 0`` sends as fast as possible. A run with ``--count`` goes full speed too,
+unless ``--rate`` is given (or ``PIPELINE_PRODUCER_FULL_SPEED=false``). With the
+simulated clock (``--start`` or ``PIPELINE_PRODUCER_CLOCK=simulated``) event times
+advance 1/rate per event however fast they are sent. SIGINT/SIGTERM stop the run:
+events in flight are flushed (up to ``PIPELINE_PRODUCER_FLUSH_TIMEOUT_S``; a second
+signal stops waiting) and a final report is printed. Exit status 0 when every
+produced event was delivered, 1 otherwise, 2 on bad options or settings.
 """
 
 from __future__ import annotations
@@ -367,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(
         prog="python -m sources.produce",
-        description=(__doc__ or "").split("\n\n")[0],
+        # The module docstring is the manual: examples, defaulting rules, exit status.
+        description=(__doc__ or "").replace("``", "").replace("::", ":"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="source", required=True, metavar="{iot,activity}")

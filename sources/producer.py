@@ -84,7 +84,8 @@ class ProducerMetrics(Collector):
             "Events that could not be delivered, by error.",
             labels=["source", "reason"],
         )
-        for reason, n in sorted(stats.failures.items()):
+        # dict() copies in one step under the GIL: the producer thread may add a reason meanwhile.
+        for reason, n in sorted(dict(stats.failures).items()):
             failed.add_metric([source, reason], n)
         in_flight = GaugeMetricFamily(
             "pipeline_producer_events_in_flight",

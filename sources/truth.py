@@ -175,7 +175,9 @@ class GroundTruth:
     ) -> InjectedAnomaly | None:
         """The injected anomaly covering `event_time_ms` (± `tolerance_ms`), if any.
 
-        Scoring an alert: it is a true positive when this returns an anomaly.
+        Scoring an alert: it is a true positive when this returns an anomaly. Event
+        times identify readings when each device's readings have distinct times, as
+        with the simulated clock at up to 1000 readings/s per device.
         """
         candidates = self.anomalies_of(device_id, metric)
         # Anomalies of one signal never overlap, so they are sorted by both start and end.
