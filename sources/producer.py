@@ -12,8 +12,10 @@ about simulators.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +98,50 @@ class ProducerMetrics(Collector):
         return [produced, delivered, failed, in_flight]
 
 
+class Throttle:
+    """Lets one message per key through every `interval_s` and counts the ones held back.
+
+    A broker outage makes librdkafka report the same connection error on every
+    reconnect attempt; one line per kind and interval says as much, and the count
+    keeps it honest.
+    """
+
+    def __init__(self, interval_s: float = 30.0, now: Callable[[], float] = time.monotonic) -> None:
+        """Throttle to one message per key per `interval_s` seconds of `now`."""
+        self._interval_s = interval_s
+        self._now = now
+        self._next: dict[str, float] = {}
+        self._held: Tally[str] = Tally()
+
+    def allow(self, key: str) -> int | None:
+        """None to hold this message back; else how many of its kind were held back before it."""
+        now = self._now()
+        if now < self._next.get(key, -math.inf):
+            self._held[key] += 1
+            return None
+        self._next[key] = now + self._interval_s
+        return self._held.pop(key, 0)
+
+
+class LibrdkafkaLog:
+    """The ``logger`` librdkafka writes to: a stdlib logger (so our log format), throttled per facility."""
+
+    def __init__(self, logger: logging.Logger, throttle: Throttle) -> None:
+        """Forward to `logger` what `throttle` lets through."""
+        self._logger = logger
+        self._throttle = throttle
+
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        """Called by confluent-kafka as ``log(level, "%s [%s] %s", facility, client, message)``."""
+        facility = str(args[0]) if args else fmt
+        held = self._throttle.allow(f"librdkafka:{facility}")
+        if held is None:
+            return
+        if held:
+            fmt, args = f"{fmt} (%d similar lines held back)", (*args, held)
+        self._logger.log(level, fmt, *args)
+
+
 class EventProducer:
     """Produces wire events to one topic and keeps `stats` from delivery reports.
 
@@ -120,6 +166,7 @@ class EventProducer:
         """
         self.topic = topic
         self._log = logger if logger is not None else log
+        self._throttle = Throttle()
         self.stats = DeliveryStats()
         self.fatal_error: KafkaError | None = None
         self._max_failure_logs = max_failure_logs
@@ -129,7 +176,7 @@ class EventProducer:
                 "on_delivery": self._on_delivery,
                 "error_cb": self._on_error,
                 # librdkafka's own log lines go through our structured logging, not raw stderr.
-                "logger": logging.getLogger("librdkafka"),
+                "logger": LibrdkafkaLog(logging.getLogger("librdkafka"), self._throttle),
             }
         )
 
@@ -200,5 +247,7 @@ class EventProducer:
         if err.fatal():
             self.fatal_error = err
             self._log.error("fatal Kafka producer error", error=err.name(), reason=err.str())
-        else:
-            self._log.warning("Kafka client error", error=err.name(), reason=err.str())
+            return
+        held = self._throttle.allow(f"error:{err.name()}")
+        if held is not None:
+            self._log.warning("Kafka client error", error=err.name(), reason=err.str(), held_back=held)
