@@ -22,6 +22,7 @@ SETTINGS_CLASSES: list[tuple[str, str]] = [
     ("local infrastructure (make up / make test)", "infra.settings:LocalInfraSettings"),
     ("local stack runner (make up)", "infra.settings:StackSettings"),
     ("dataflow: Redis sink", "sinks.settings:SinkSettings"),
+    ("producers (python -m sources.produce iot|activity)", "sources.settings:ProducerSettings"),
 ]
 
 

@@ -132,8 +132,8 @@ class DeadLetter(_WireModel):
     """A message the pipeline could not process, with everything needed to replay it."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    payload: str | None
-    """The original value: text where it is UTF-8, base64 otherwise; None for a tombstone."""
+    payload: str | None = None
+    """The original value: text where it is UTF-8, base64 otherwise; None (omitted from JSON): a tombstone."""
     payload_encoding: PayloadEncoding = PayloadEncoding.UTF8
     key: str | None = None
     key_encoding: PayloadEncoding = PayloadEncoding.UTF8

@@ -8,6 +8,7 @@ settings: changing it would re-shard keys, so that is a decision for a human.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -60,6 +61,25 @@ def topic_specs(settings: KafkaConnection) -> list[TopicSpec]:
     ]
 
 
+def _visible_partitions(admin: AdminClient, name: str, timeout_s: float) -> int:
+    """Partition count of an existing topic, once the broker's metadata shows it.
+
+    A broker's metadata lags a topic's creation by a moment; until then the topic is
+    unknown to it, which must not read as "0 partitions".
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        meta = admin.list_topics(name, timeout=timeout_s).topics.get(name)
+        if meta is not None and meta.error is None and meta.partitions:
+            return len(meta.partitions)
+        if time.monotonic() >= deadline:
+            reason = (
+                f"topic {name} exists, but the broker's metadata did not show it within {timeout_s:.0f} s"
+            )
+            raise KafkaException(KafkaError(KafkaError._UNKNOWN_TOPIC, reason))
+        time.sleep(0.05)
+
+
 def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float = 30.0) -> list[TopicReport]:
     """Create missing topics; report existing ones and partition-count mismatches."""
     existing = admin.list_topics(timeout=timeout_s).topics
@@ -86,10 +106,11 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float =
                 futures[spec.name].result(timeout=timeout_s)
                 reports[spec.name] = TopicReport(spec, TopicOutcome.CREATED)
             except KafkaException as exc:
-                # Another process created it between our listing and our request.
+                # It exists but our listing missed it: another process created it meanwhile,
+                # or it was created so recently that the broker's metadata did not show it yet.
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
-                actual = len(admin.list_topics(spec.name, timeout=timeout_s).topics[spec.name].partitions)
+                actual = _visible_partitions(admin, spec.name, timeout_s)
                 outcome = TopicOutcome.EXISTS if actual == spec.partitions else TopicOutcome.MISMATCH
                 reports[spec.name] = TopicReport(spec, outcome, actual)
     return [reports[s.name] for s in specs]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 
 AWAITING_MERGE: dict[str, str] = {
-    "sources.produce": "the producers (python -m sources.produce iot|activity)",
     "flows.main": "the dataflow (python -m bytewax.run flows.main)",
     "dashapp.__main__": "the dashboard and API (python -m dashapp)",
 }
