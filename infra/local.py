@@ -256,7 +256,9 @@ def start_kafka(s: LocalInfraSettings) -> bool:
     props.write_text(_server_properties(s, svc.port, data_dir))
     classpath = f"{libs}/*"
     if not (data_dir / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # as Kafka's Uuid.randomUuid: a leading '-' reads as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = [
             "java",
             "-cp",
