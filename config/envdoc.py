@@ -19,6 +19,7 @@ from config.settings import ENV_PREFIX
 SETTINGS_CLASSES: list[tuple[str, str]] = [
     ("local infrastructure (make up / make test)", "infra.settings:LocalInfraSettings"),
     ("dataflow: Redis sink", "sinks.settings:SinkSettings"),
+    ("dead-letter tool (python -m sinks.dlq)", "sinks.settings:DlqToolSettings"),
 ]
 
 
