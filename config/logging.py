@@ -4,17 +4,50 @@ Call `configure_logging(service)` once in a process's entry point, then use
 ``structlog.get_logger()`` everywhere. Every line carries the same fields:
 ``service``, ``event``, ``level`` and ``timestamp`` (UTC ISO-8601). Standard-library
 loggers (uvicorn, bytewax) are routed through the same renderer.
+
+Secrets are redacted on the way out (`redact_secrets`): values of fields named like
+a password, secret or token, and the password in any ``scheme://user:password@``
+URL, so logging a client config or an error that quotes a URL cannot leak one.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import structlog
 
 LogFormat = Literal["auto", "json", "console"]
+
+REDACTED = "***"
+_SECRET_NAME = re.compile(
+    r"(?:^|[._-])(?:password|passwd|secret|token|api_?key|credentials?)(?:$|[._-])", re.IGNORECASE
+)
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*):(?P<password>[^@/\s]+)@", re.IGNORECASE
+)
+
+
+def redact_secrets(
+    _logger: object, _name: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Processor: mask secret-named fields and URL passwords, in nested dicts and lists too."""
+    return {key: _redact(key, value) for key, value in event_dict.items()}
+
+
+def _redact(key: object, value: Any) -> Any:
+    if isinstance(key, str) and _SECRET_NAME.search(key) and value is not None:
+        return REDACTED
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(rf"\g<head>:{REDACTED}@", value)
+    if isinstance(value, Mapping):
+        return {k: _redact(k, v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(None, v) for v in value]
+    return value
 
 
 def configure_logging(service: str, level: str = "INFO", fmt: LogFormat = "auto") -> None:
@@ -43,7 +76,10 @@ def configure_logging(service: str, level: str = "INFO", fmt: LogFormat = "auto"
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info if use_json else _identity,
+                # Tracebacks become text before redaction, in both formats, so a secret
+                # quoted in an exception message is masked too.
+                structlog.processors.format_exc_info,
+                redact_secrets,
                 renderer,
             ],
         )
@@ -53,9 +89,3 @@ def configure_logging(service: str, level: str = "INFO", fmt: LogFormat = "auto"
     root.setLevel(level.upper())
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)
-
-
-def _identity(
-    _logger: object, _name: str, event_dict: structlog.types.EventDict
-) -> structlog.types.EventDict:
-    return event_dict
