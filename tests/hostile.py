@@ -18,6 +18,10 @@ cannot arrive on a default topic (`fits_default_kafka_limit`); `dead_letter_expa
 fits, but its dead letter (control characters escaped in JSON, 6x) does not: a DLQ topic
 and producer that carry every case need `DLQ_TOPIC_CONFIG` / `DLQ_PRODUCER_CONFIG`.
 Everything is deterministic (seeded).
+
+Not here: an event time that is plausible but far off the wall clock yet inside the
+models' 2000-2100 bounds (say 2090) passes the decoder; catching that clock skew needs
+the dataflow's clock, so it belongs to the flow's own validation.
 """
 
 from __future__ import annotations
