@@ -405,7 +405,6 @@ def replay(
     records: Sequence[DlqRecord],
     *,
     dry_run: bool = False,
-    producer: Producer | None = None,
 ) -> list[ReplayResult]:
     """Send each replayable record's original key and value back to its source topic, marked.
 
@@ -413,7 +412,6 @@ def replay(
         reader: Reads the DLQ (and the failed source messages, for the loop check).
         records: The chosen dead letters, in the order to send them.
         dry_run: Decide and report, send nothing.
-        producer: Producer to use (default: an idempotent one from the settings).
 
     Returns:
         One result per record, in order. Replays are confirmed by the broker (acks=all)
@@ -421,8 +419,8 @@ def replay(
     """
     settings = reader.settings
     results: list[ReplayResult | None] = [None] * len(records)
-    own_producer = producer is None and not dry_run
-    if own_producer:
+    producer = None
+    if not dry_run:
         producer = Producer(
             settings.kafka_client_config() | {"enable.idempotence": True, "acks": "all", "linger.ms": 5}
         )
@@ -446,7 +444,7 @@ def replay(
             continue
         assert producer is not None
         _send(producer, record, dl, partition, target, results, i)
-    if producer is not None and not dry_run:
+    if producer is not None:
         left = producer.flush(settings.dlq_replay_timeout_s)
         if left:
             log.warning("dlq_replay_unconfirmed", messages=left)
