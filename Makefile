@@ -17,9 +17,11 @@ TEST_ENV = PIPELINE_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(TEST_KAFKA_PORT) \
 	PIPELINE_REDIS_URL=redis://127.0.0.1:$(TEST_REDIS_PORT)/0 \
 	PIPELINE_STATE_DIR=$(TEST_STATE_DIR)
 PYTEST_ARGS ?=
+# e.g. AUDIT_ARGS=--require-service in CI with network; --ignore-vuln ID (with a reason) for an accepted risk.
+AUDIT_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tools up up-detached up-monitoring down logs status test test-unit lint format clean
+.PHONY: help setup tools up up-detached up-monitoring down logs status test test-unit lint audit format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,7 +29,7 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip 'setuptools>=78.1.1'  # the venv's bundled setuptools has known CVEs
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
@@ -68,10 +70,14 @@ test: setup ## Run the whole suite against a real Kafka and Redis (started and s
 test-unit: setup ## Run the unit tests only (no services)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: setup ## ruff and mypy
+lint: setup ## ruff, mypy and the vulnerability audit
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(PY) -m infra.audit $(AUDIT_ARGS)
+
+audit: setup ## Check installed packages for known vulnerabilities (pip-audit; says so when offline)
+	$(PY) -m infra.audit $(AUDIT_ARGS)
 
 format: setup ## Apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .

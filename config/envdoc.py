@@ -23,6 +23,7 @@ SETTINGS_CLASSES: list[tuple[str, str]] = [
     ("local stack runner (make up)", "infra.settings:StackSettings"),
     ("dataflow: Redis sink", "sinks.settings:SinkSettings"),
     ("producers (python -m sources.produce iot|activity)", "sources.settings:ProducerSettings"),
+    ("dead-letter tool (python -m sinks.dlq)", "sinks.settings:DlqToolSettings"),
 ]
 
 

@@ -9,13 +9,19 @@ Level and format come from ``PIPELINE_LOG_LEVEL`` and ``PIPELINE_LOG_FORMAT``
 unless the caller passes them. ``auto`` picks coloured text on a terminal and JSON
 otherwise; a process runner that pipes output but shows it to a person (honcho in
 ``make up``) sets ``PIPELINE_LOG_FORMAT=console`` for its children.
+
+Secrets are redacted on the way out (`redact_secrets`): values of fields named like
+a password, secret or token, and the password in any ``scheme://user:password@``
+URL, so logging a client config or an error that quotes a URL cannot leak one.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import structlog
 from pydantic import Field
@@ -24,6 +30,33 @@ from config.settings import PipelineSettings, load_settings
 
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+REDACTED = "***"
+_SECRET_NAME = re.compile(
+    r"(?:^|[._-])(?:password|passwd|secret|token|api_?key|credentials?)(?:$|[._-])", re.IGNORECASE
+)
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*):(?P<password>[^@/\s]+)@", re.IGNORECASE
+)
+
+
+def redact_secrets(
+    _logger: object, _name: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Processor: mask secret-named fields and URL passwords, in nested dicts and lists too."""
+    return {key: _redact(key, value) for key, value in event_dict.items()}
+
+
+def _redact(key: object, value: Any) -> Any:
+    if isinstance(key, str) and _SECRET_NAME.search(key) and value is not None:
+        return REDACTED
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(rf"\g<head>:{REDACTED}@", value)
+    if isinstance(value, Mapping):
+        return {k: _redact(k, v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(None, v) for v in value]
+    return value
 
 
 class LoggingSettings(PipelineSettings):
@@ -71,7 +104,10 @@ def configure_logging(service: str, level: str | None = None, fmt: LogFormat | N
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info if use_json else _identity,
+                # Tracebacks become text before redaction, in both formats, so a secret
+                # quoted in an exception message is masked too.
+                structlog.processors.format_exc_info,
+                redact_secrets,
                 renderer,
             ],
         )
@@ -81,9 +117,3 @@ def configure_logging(service: str, level: str | None = None, fmt: LogFormat | N
     root.setLevel(level.upper())
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)
-
-
-def _identity(
-    _logger: object, _name: str, event_dict: structlog.types.EventDict
-) -> structlog.types.EventDict:
-    return event_dict

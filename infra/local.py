@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from config.settings import load_settings
 from infra.settings import LocalInfraSettings
@@ -256,7 +256,9 @@ def start_kafka(s: LocalInfraSettings) -> bool:
     props.write_text(_server_properties(s, svc.port, data_dir))
     classpath = f"{libs}/*"
     if not (data_dir / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # as Kafka's Uuid.randomUuid: a leading '-' reads as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = [
             "java",
             "-cp",
@@ -327,6 +329,19 @@ def _redis_ready(url: str) -> Callable[[], bool]:
     return probe
 
 
+def _redis_auth_file(workdir: Path, password: str) -> Path:
+    """A redis.conf (mode 0600) holding ``requirepass``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "auth.conf"
+    # Every byte hex-escaped inside quotes: any password survives Redis' config parser.
+    quoted = "".join(f"\\x{b:02x}" for b in password.encode())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f'requirepass "{quoted}"\n')
+    path.chmod(0o600)  # it may have existed with other permissions
+    return path
+
+
 def start_redis(s: LocalInfraSettings) -> bool:
     """Start Redis unless it runs; return True if this call started it."""
     svc = redis_service(s)
@@ -354,7 +369,9 @@ def start_redis(s: LocalInfraSettings) -> bool:
     ]
     password = urlsplit(s.redis_url.get_secret_value()).password
     if password:
-        argv += ["--requirepass", password]
+        # From a file only we can read, not the command line: /proc/<pid>/cmdline is
+        # world-readable. Unquoted, as redis-py unquotes the URL's password.
+        argv.insert(1, str(_redis_auth_file(svc.workdir, unquote(password))))
     _log(f"starting redis on 127.0.0.1:{svc.port} (logs: {svc.logfile})")
     proc = svc.launch(argv)
     svc.wait_ready(proc, _redis_ready(s.redis_url.get_secret_value()), s.service_start_timeout_s)

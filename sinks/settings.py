@@ -1,15 +1,16 @@
-"""Settings of the dataflow's Redis sink: retention, breaker, buffer, retries, timeouts.
+"""Settings of the dataflow's Redis sink and of the dead-letter tool.
 
 `SinkSettings` extends `RedisConnection` (where Redis is, the key prefix); the
 dataflow's own settings class composes it, and `sinks.redis_sink.RedisSink`
-takes it.
+takes it. `DlqToolSettings` extends `KafkaConnection` (the broker, the topics,
+security) for ``python -m sinks.dlq``.
 """
 
 from __future__ import annotations
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from config.settings import RedisConnection
+from config.settings import KafkaConnection, RedisConnection
 
 
 class SinkSettings(RedisConnection):
@@ -66,3 +67,18 @@ class SinkSettings(RedisConnection):
     def sink_retention_ms(self) -> int:
         """`sink_retention_s` in epoch-ms units, as scores are."""
         return round(self.sink_retention_s * 1000)
+
+
+class DlqToolSettings(KafkaConnection):
+    """``python -m sinks.dlq``: reads the dead-letter topic, replays to the input topics."""
+
+    dlq_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long (s) the dead-letter tool may take to read the DLQ topic to its end.",
+    )
+    dlq_replay_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long (s) the dead-letter tool waits for the broker to confirm replayed messages.",
+    )

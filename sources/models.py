@@ -16,9 +16,10 @@ from __future__ import annotations
 import base64
 import binascii
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -31,6 +32,13 @@ Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-
 """Ids end up inside Redis keys, so they are restricted to a key-safe alphabet."""
 
 EventTimeMs = Annotated[int, Field(ge=MIN_EVENT_TIME_MS, le=MAX_EVENT_TIME_MS)]
+
+MAX_EVENT_BYTES = 16_384
+"""Largest reading or activity event `from_json` parses (the largest valid one is under 800 bytes).
+
+Bigger values are rejected before parsing: validating a megabyte of unknown
+fields costs about a second of CPU (one error each), which one hostile producer
+could repeat at will. Dead letters are exempt: they carry such values whole."""
 
 
 class Metric(StrEnum):
@@ -55,18 +63,45 @@ class _WireModel(BaseModel):
     # not silently ignored data; no NaN/inf: they poison every aggregate.
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
+    max_json_bytes: ClassVar[int | None] = None
+    """Size limit (bytes) of a value `from_json` parses; None: no limit."""
+
     def to_json(self) -> bytes:
         """Serialise as compact JSON bytes (the Kafka value)."""
         return self.model_dump_json(exclude_none=True).encode()
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Self:
-        """Parse and validate one Kafka value; raises `pydantic.ValidationError`."""
+        """Parse and validate one Kafka value; raises `pydantic.ValidationError`.
+
+        Raises `pydantic.ValidationError` (and nothing else) for any input,
+        including None (a tombstone), oversized values (type ``message_too_large``)
+        and deep nesting (the parser's recursion limit).
+        """
+        limit = cls.max_json_bytes
+        if limit is not None and isinstance(data, bytes | bytearray | str) and len(data) > limit:
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "message_too_large",
+                            "message of {size} bytes is larger than the limit of {limit} bytes",
+                            {"size": len(data), "limit": limit},
+                        ),
+                        loc=(),
+                        input=f"<{len(data)} bytes>",  # not the megabytes themselves
+                    )
+                ],
+                input_type="json",
+            )
         return cls.model_validate_json(data)
 
 
 class SensorReading(_WireModel):
     """One IoT device's measurement at one instant."""
+
+    max_json_bytes: ClassVar[int | None] = MAX_EVENT_BYTES
 
     schema_version: Literal[1] = SCHEMA_VERSION
     device_id: Identifier
@@ -85,6 +120,8 @@ class SensorReading(_WireModel):
 
 class ActivityEvent(_WireModel):
     """One user interaction on the website."""
+
+    max_json_bytes: ClassVar[int | None] = MAX_EVENT_BYTES
 
     schema_version: Literal[1] = SCHEMA_VERSION
     event_id: Annotated[str, Field(min_length=1, max_length=64)]
@@ -133,7 +170,10 @@ class DeadLetter(_WireModel):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     payload: str | None = None
-    """The original value: text where it is UTF-8, base64 otherwise; None (omitted from JSON): a tombstone."""
+    """The original value: text where it is UTF-8, base64 otherwise; None for a tombstone.
+
+    It defaults to None because `to_json` leaves None fields out: a tombstone's dead
+    letter has no ``payload`` on the wire."""
     payload_encoding: PayloadEncoding = PayloadEncoding.UTF8
     key: str | None = None
     key_encoding: PayloadEncoding = PayloadEncoding.UTF8

@@ -1,0 +1,43 @@
+"""The replay marker is recognised on any header shape and carried onto a dead letter's headers."""
+
+from __future__ import annotations
+
+import pytest
+
+from sinks.replay import REPLAY_HEADER, DlqPosition, dead_letter_headers, replay_marker, replayed_from
+
+
+def test_position_prints_and_parses_back():
+    pos = DlqPosition("pipeline.dlq", 2, 41)
+    assert str(pos) == "pipeline.dlq:2:41"
+    assert DlqPosition.parse(str(pos)) == pos
+
+
+@pytest.mark.parametrize("text", ["", "dlq", "dlq:1", "dlq:x:1", "dlq:1:-1", ":1:2"])
+def test_a_malformed_position_is_rejected_naming_the_form(text):
+    with pytest.raises(ValueError, match="<topic>:<partition>:<offset>"):
+        DlqPosition.parse(text)
+
+
+def test_the_marker_names_the_dead_letter_it_was_replayed_from():
+    name, value = replay_marker(DlqPosition("pipeline.dlq", 0, 7))
+    assert (name, value) == (REPLAY_HEADER, b"pipeline.dlq:0:7")
+    assert replayed_from([("trace", b"abc"), (name, value)]) == "pipeline.dlq:0:7"
+
+
+@pytest.mark.parametrize("headers", [None, [], [("trace", b"x")], [("X-DLQ-Replayed-From-Not", b"1")]])
+def test_a_message_without_the_marker_is_not_a_replay(headers):
+    assert replayed_from(headers) is None
+    assert dead_letter_headers(headers) == []
+
+
+def test_the_marker_is_recognised_with_text_empty_or_undecodable_values():
+    assert replayed_from([(REPLAY_HEADER, "dlq:0:1")]) == "dlq:0:1"
+    assert replayed_from([(REPLAY_HEADER, None)]) == ""
+    assert replayed_from([(REPLAY_HEADER, b"\xff")]) == "\ufffd"
+
+
+def test_a_dead_letter_of_a_replay_carries_only_the_marker():
+    headers = [("traceparent", b"00-abc"), replay_marker(DlqPosition("dlq", 1, 5))]
+    assert dead_letter_headers(headers) == [(REPLAY_HEADER, b"dlq:1:5")]
+    assert replayed_from(dead_letter_headers(headers)) == "dlq:1:5"
