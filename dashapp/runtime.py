@@ -48,12 +48,6 @@ class Runtime:
             raise NotStarted("the dashboard's Redis reader is not open yet")
         return self.reader
 
-    async def board(self) -> Board:
-        """The board now (one shared read per cache TTL)."""
-        if self.live is None:
-            raise NotStarted("the dashboard's data cache is not open yet")
-        return build_board(await self.live.view(), self.clock_ms(), self.settings)
-
     def board_from_thread(self, timeout_s: float) -> Board:
         """The board now, from a worker thread (Dash serves the layout function in one).
 

@@ -15,6 +15,7 @@ Queries::
     PingQuery()                             -> bool
     LatestQuery()                           -> {device id: SensorReading}
     SeriesQuery(window, device, metric, ..) -> [WindowStats], oldest first
+    TrendsQuery(devices)                    -> {(device id, metric): TrendState}
     DevicesQuery(window, since, points)     -> DeviceData (series + trends of many devices)
     AlertsQuery(limit, severity, ...)       -> [Alert], newest first
     ActivityQuery(window, ...)              -> [ActivityWindow], oldest first
@@ -217,6 +218,42 @@ class SeriesQuery(Query[list[WindowStats]]):
 
 
 @dataclass(frozen=True, slots=True)
+class TrendsQuery(Query[dict[tuple[str, Metric], TrendState]]):
+    """The trend of every metric of each device; (device, metric) pairs without one are absent."""
+
+    device_ids: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for device_id in self.device_ids:
+            check_component(device_id, "device id")
+
+    @override
+    def queue(self, pipe: Pipeline, layout: Layout) -> None:
+        for device_id in self.device_ids:
+            for metric in Metric:
+                pipe.hgetall(layout.trend(device_id, metric))
+
+    @override
+    def decode(
+        self, replies: Iterator[Any], layout: Layout, dec: Decoding
+    ) -> dict[tuple[str, Metric], TrendState]:
+        trends = {}
+        for device_id in self.device_ids:
+            for metric in Metric:
+                fields = next(replies)
+                if not fields:
+                    continue
+                trend = dec.one(
+                    layout.trend(device_id, metric),
+                    partial(decode_trend, device_id=device_id, metric=metric),
+                    fields,
+                )
+                if trend is not None:
+                    trends[device_id, metric] = trend
+        return trends
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceData:
     """Window series and trends of several devices."""
 
@@ -244,31 +281,19 @@ class DevicesQuery(Query[DeviceData]):
             for metric in Metric:
                 yield SeriesQuery(self.window, device_id, metric, start_ms=start_ms, limit=self.points)
 
+    def _trends(self) -> TrendsQuery:
+        return TrendsQuery(tuple(device_id for device_id, _ in self.since))
+
     @override
     def queue(self, pipe: Pipeline, layout: Layout) -> None:
         for query in self._series():
             query.queue(pipe, layout)
-        for device_id, _ in self.since:
-            for metric in Metric:
-                pipe.hgetall(layout.trend(device_id, metric))
+        self._trends().queue(pipe, layout)
 
     @override
     def decode(self, replies: Iterator[Any], layout: Layout, dec: Decoding) -> DeviceData:
         series = {(q.device_id, q.metric): q.decode(replies, layout, dec) for q in self._series()}
-        trends = {}
-        for device_id, _ in self.since:
-            for metric in Metric:
-                fields = next(replies)
-                if not fields:
-                    continue
-                trend = dec.one(
-                    layout.trend(device_id, metric),
-                    partial(decode_trend, device_id=device_id, metric=metric),
-                    fields,
-                )
-                if trend is not None:
-                    trends[device_id, metric] = trend
-        return DeviceData(series, trends)
+        return DeviceData(series, self._trends().decode(replies, layout, dec))
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,5 +617,6 @@ __all__ = [
     "Snapshot",
     "SnapshotQuery",
     "StatsQuery",
+    "TrendsQuery",
     "Unavailable",
 ]

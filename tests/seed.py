@@ -50,6 +50,7 @@ WINDOW_MS = 10_000
 BASELINE = {Metric.TEMPERATURE: 21.5, Metric.HUMIDITY: 45.0, Metric.PRESSURE: 1013.0}
 SPREAD = {Metric.TEMPERATURE: 1.5, Metric.HUMIDITY: 6.0, Metric.PRESSURE: 4.0}
 PAGES = ["/", "/products", "/products/lamp", "/products/desk", "/cart", "/checkout", "/blog/iot"]
+PAGE_WEIGHTS = [2, 5, 9, 6, 3, 4, 1]
 
 
 class Seeder:
@@ -233,7 +234,7 @@ class Fleet:
             self.seeder.trends(trend(d, m, i, self.t0_ms) for d in self.devices for m in Metric)
             act = activity_window(i, self.t0_ms)
             self.seeder.activity([act])
-            page = PAGES[(i * 3) % len(PAGES)]
+            page = random.Random(i).choices(PAGES, weights=PAGE_WEIGHTS)[0]
             self.purchases[page] = self.purchases.get(page, 0) + act.counts[EventType.PURCHASE]
             self.seeder.page_totals(PageTotal(p, n) for p, n in self.purchases.items())
             kinds = ["iot", "activity", "stats"]

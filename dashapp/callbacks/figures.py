@@ -61,9 +61,9 @@ def gauge_figure(metric: Metric, reading: SensorReading | None) -> go.Figure:
     scale = theme.GAUGE_SCALES[metric]
     value = None if reading is None else reading.value(metric)
     warn, crit, ok = (
-        theme.with_alpha(theme.WARNING, 0.28),
-        theme.with_alpha(theme.CRITICAL, 0.35),
-        theme.with_alpha(theme.OK, 0.10),
+        theme.with_alpha(theme.WARNING, 0.55),
+        theme.with_alpha(theme.CRITICAL, 0.6),
+        theme.SURFACE_2,
     )
     indicator = go.Indicator(
         mode="gauge+number",
@@ -76,15 +76,16 @@ def gauge_figure(metric: Metric, reading: SensorReading | None) -> go.Figure:
         gauge={
             "shape": "angular",
             "axis": {"range": [scale.low, scale.high], "tickcolor": theme.MUTED, "tickfont": {"size": 10}},
-            "bar": {"color": _gauge_color(metric, value), "thickness": 0.32},
-            "bgcolor": "rgba(0,0,0,0)",
+            "bar": {"color": _gauge_color(metric, value), "thickness": 0.62},
+            "bgcolor": theme.SURFACE_2,
             "borderwidth": 0,
+            # Thin bands along the rim; the value's bar runs inside them.
             "steps": [
-                {"range": [scale.low, scale.crit_low], "color": crit},
-                {"range": [scale.crit_low, scale.warn_low], "color": warn},
-                {"range": [scale.warn_low, scale.warn_high], "color": ok},
-                {"range": [scale.warn_high, scale.crit_high], "color": warn},
-                {"range": [scale.crit_high, scale.high], "color": crit},
+                {"range": [scale.low, scale.crit_low], "color": crit, "thickness": 0.18},
+                {"range": [scale.crit_low, scale.warn_low], "color": warn, "thickness": 0.18},
+                {"range": [scale.warn_low, scale.warn_high], "color": ok, "thickness": 0.18},
+                {"range": [scale.warn_high, scale.crit_high], "color": warn, "thickness": 0.18},
+                {"range": [scale.crit_high, scale.high], "color": crit, "thickness": 0.18},
             ],
         },
         title={"text": theme.METRIC_LABEL[metric], "font": {"size": 13, "color": theme.MUTED}},

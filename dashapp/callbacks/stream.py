@@ -10,6 +10,7 @@ then (no point lost, none twice). Pure: board and cursor in, output values out.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -115,13 +116,22 @@ def alerts_since(alerts: Sequence[Alert], head: str) -> list[Alert] | None:
     return None
 
 
+def digest(text: str) -> str:
+    """A short fingerprint of what a page shows: the cursor travels with every tick, both ways."""
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
 def _trends_signature(board: Board, device: str | None) -> str:
     trends = [_trend(board, device, m) for m in Metric]
-    return ";".join("" if t is None else f"{t.direction.value}{t.slope_per_min!r}{t.r2!r}" for t in trends)
+    return digest(";".join("" if t is None else f"{t.direction}{t.slope_per_min!r}{t.r2!r}" for t in trends))
 
 
 def _leaders_signature(board: Board) -> str:
-    return ",".join(f"{p.page}={p.purchases}" for p in board.snapshot.leaderboard)
+    return digest(",".join(f"{p.page}={p.purchases}" for p in board.snapshot.leaderboard))
+
+
+def _devices_signature(board: Board) -> str:
+    return digest(",".join(board.devices))
 
 
 def _device_data(
@@ -163,7 +173,7 @@ def full_outputs(board: Board, device: str | None, keep: int) -> tuple[dict[str,
         activity=activity[-1].start_ms if activity else None,
         alerts=_alerts_head(board),
         leaders=_leaders_signature(board),
-        devices=",".join(board.devices),
+        devices=_devices_signature(board),
     )
     return out, cursor
 
@@ -204,7 +214,7 @@ def tick_outputs(
     out = _header(board)
     snap = board.snapshot
     reading, series = _device_data(board, device)
-    devices_sig = ",".join(board.devices)
+    devices_sig = _devices_signature(board)
     changed = devices_sig != cursor.devices
     out["device_options"] = figures.device_options(board.devices) if changed else no_update
     out["device_value"] = no_update

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, status
 from dashapp.api.deps import DataDep
 from dashapp.api.models import HistoryOut, Problem, ReadingOut, TrendOut, WindowOut
 from dashapp.api.params import DeviceId, EndMs, Limit, StartMs, WindowName, check_range
-from sinks.reader import DevicesQuery, LatestQuery, SeriesQuery
+from sinks.reader import LatestQuery, SeriesQuery, TrendsQuery
 from sinks.records import Metric
 
 router = APIRouter(prefix="/devices", tags=["devices"], responses={503: {"model": Problem}})
@@ -58,9 +58,5 @@ async def history(
 @router.get("/{device_id}/trends", response_model=list[TrendOut], summary="Trends of a device's metrics")
 async def trends(device_id: DeviceId, data: DataDep) -> list[TrendOut]:
     """The trend of each metric of `device_id` that has one."""
-    found = await data.read(DevicesQuery("10s", ((device_id, None),), points=1), "api")
-    return [
-        TrendOut.model_validate(found.trends[device_id, m], from_attributes=True)
-        for m in Metric
-        if (device_id, m) in found.trends
-    ]
+    found = await data.read(TrendsQuery((device_id,)), "api")
+    return [TrendOut.model_validate(t, from_attributes=True) for t in found.values()]
