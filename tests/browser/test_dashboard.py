@@ -119,6 +119,8 @@ def test_the_dashboard_follows_live_data_without_errors(
         "a point lost or doubled"
     )
 
+    check_client_side_callbacks(browser)
+
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == [], f"console errors: {errors}\nserver log:\n{dash_server.log_tail()}"
     requested = {
@@ -140,3 +142,30 @@ def test_the_dashboard_follows_live_data_without_errors(
     time.sleep(1.0)  # let the responsive plots follow the new size
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(screenshot))
+
+
+GATE_JS = """
+const {gate, mergeAlerts} = window.dash_clientside.pipeline;
+const skip = window.dash_clientside.no_update, now = Date.now(), config = {retry_ms: 5000, alert_rows: 3};
+const row = (id) => ({alert_id: id});
+return {
+    first: gate(1, undefined, undefined, config),
+    pending: gate(5, 1, {seq: 2, at: now}, config) === skip,
+    answered: gate(5, 2, {seq: 2, at: now}, config),
+    overdue: gate(5, 1, {seq: 2, at: now - 6000}, config),
+    merged: mergeAlerts({rows: [row('c'), row('b')]}, [row('b'), row('a'), row('z'), row('y')], config)
+        .map((r) => r.alert_id),
+    nothing: mergeAlerts({rows: []}, [row('a')], config) === skip,
+};
+"""
+
+
+def check_client_side_callbacks(driver: webdriver.Chrome) -> None:
+    """The shipped gate and alert merge, run in the page: no request while one is unanswered."""
+    got = driver.execute_script(GATE_JS)
+    assert got["first"]["seq"] == 1
+    assert got["pending"] is True, "a tick must wait for the answer to the previous one"
+    assert got["answered"]["seq"] == 3
+    assert got["overdue"]["seq"] == 3, "an answer lost for good must not stop the page"
+    assert got["merged"] == ["c", "b", "a"], "new rows on top, no duplicates, at most alert_rows"
+    assert got["nothing"] is True
