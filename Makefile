@@ -35,16 +35,21 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) tools ## Create .venv and install the project with its dev tools
 
-# promtool (Debian's prometheus package) checks the Prometheus config in `make test`, and
-# `make up-monitoring` runs its Prometheus. Installed with apt when missing and running as root.
+# Debian packages the tests need: promtool (prometheus) checks the Prometheus config and
+# `make up-monitoring` runs its Prometheus; chromium + chromium-driver drive the browser test;
+# redis-server runs Redis. Installed with apt when missing and running as root.
+APT_TOOLS = promtool:prometheus chromium:chromium chromedriver:chromium-driver redis-server:redis-server
 tools:
-	@command -v promtool >/dev/null || { \
+	@missing=""; for pair in $(APT_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "promtool missing: installing Debian's prometheus package"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
-	    echo "promtool is missing (make test needs it): apt-get install prometheus (or brew install prometheus)"; \
-	  fi; }
+	    echo "missing (make test needs them): apt-get install$$missing"; \
+	  fi; \
+	fi
 
 up: setup ## Run everything in the foreground: Kafka, Redis, topics, producers, dataflow, dashboard (Ctrl-C stops)
 	$(PY) -m infra.stack up

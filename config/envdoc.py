@@ -24,6 +24,7 @@ SETTINGS_CLASSES: list[tuple[str, str]] = [
     ("dataflow: Redis sink", "sinks.settings:SinkSettings"),
     ("producers (python -m sources.produce iot|activity)", "sources.settings:ProducerSettings"),
     ("dead-letter tool (python -m sinks.dlq)", "sinks.settings:DlqToolSettings"),
+    ("dashboard and API (python -m dashapp)", "dashapp.settings:DashSettings"),
 ]
 
 

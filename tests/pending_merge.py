@@ -13,7 +13,6 @@ import importlib.util
 
 AWAITING_MERGE: dict[str, str] = {
     "flows.main": "the dataflow (python -m bytewax.run flows.main)",
-    "dashapp.__main__": "the dashboard and API (python -m dashapp)",
 }
 
 

@@ -1,0 +1,123 @@
+"""`create_app(settings)`: the one server of the dashboard, the REST API, health, metrics and live push.
+
+A FastAPI app carries the API routers (/api/v1, typed and validated, OpenAPI at
+/docs), /health, /ready, /metrics and /ws/live; Dash mounts on the same app with
+its FastAPI backend (``Dash(server=app)``), so uvicorn serves everything from one
+port. The lifespan opens the Redis reader, the shared data cache and the live
+feed's forwarder on the server's event loop, and closes them at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from dash import Dash
+from dash.dash import _default_index
+from fastapi import FastAPI, HTTPException, status
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from dashapp.api.routes import activity, alerts, devices, health, live, pipeline
+from dashapp.callbacks.data import LiveData, wall_ms
+from dashapp.callbacks.tick import register_callbacks
+from dashapp.layout import page
+from dashapp.limits import BodySizeLimit
+from dashapp.metrics import DashMetrics
+from dashapp.runtime import Runtime
+from dashapp.settings import DashSettings
+from sinks.reader import AsyncReader, log_bad_member
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+API_PREFIX = "/api/v1"
+LAYOUT_READ_TIMEOUT_S = 2.0
+"""How long a page load waits for fresh data before rendering the cached view."""
+
+FORWARDER_STOP_S = 2.0
+"""How long shutdown waits for the live feed's subscription to close."""
+
+INDEX = _default_index.replace("<html>", '<html lang="en" data-bs-theme="dark">', 1)
+
+
+def create_app(settings: DashSettings, clock_ms: Callable[[], int] = wall_ms) -> FastAPI:
+    """The ASGI app (FastAPI) serving the dashboard and the API; run it with uvicorn."""
+    metrics = DashMetrics()
+    runtime = Runtime(settings, metrics, clock_ms)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        runtime.loop = asyncio.get_running_loop()
+        runtime.reader = AsyncReader.from_url(
+            settings.redis_url.get_secret_value(),
+            settings.redis_prefix,
+            timeout_s=settings.dash_redis_timeout_s,
+            on_bad_member=_count_bad_member(metrics),
+        )
+        runtime.live = LiveData(runtime.reader, settings, metrics, clock_ms)
+        stop = asyncio.Event()
+        forwarder = asyncio.create_task(runtime.broadcaster.forward(runtime.reader, stop), name="live-feed")
+        try:
+            yield
+        finally:
+            # A stop signal, not cancel(): see AsyncReader.updates.
+            stop.set()
+            done, _ = await asyncio.wait({forwarder}, timeout=FORWARDER_STOP_S)
+            if not done:
+                forwarder.cancel()
+            await runtime.reader.aclose()
+            runtime.live = runtime.reader = runtime.loop = None
+
+    app = FastAPI(
+        title="Real-time analytics API",
+        summary="IoT sensor windows, anomalies, trends and web-shop activity, as the pipeline computes them.",
+        version="1",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    app.include_router(health.router)
+    for router in (devices.router, alerts.router, activity.router, pipeline.router):
+        app.include_router(router, prefix=API_PREFIX)
+    app.include_router(live.router)
+    # Dash adds a catch-all GET route that answers any unknown path with the page;
+    # unknown API paths must stay a JSON 404.
+    app.add_api_route("/api/{rest:path}", _api_not_found, include_in_schema=False)
+    Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app)
+
+    dash_app = Dash(
+        "dashapp",
+        server=app,  # type: ignore[arg-type]  # Dash's annotation predates its server backends
+        backend="fastapi",
+        assets_folder=str(ASSETS),
+        title="Pipeline Live",
+        update_title="",  # no "Updating..." title flicker on every tick
+        serve_locally=True,
+        compress=True,
+    )
+    dash_app.index_string = INDEX
+    if settings.dash_debug:
+        dash_app.enable_dev_tools(debug=True, dev_tools_hot_reload=False)
+
+    def layout() -> object:
+        return page(runtime.board_from_thread(LAYOUT_READ_TIMEOUT_S), None, settings)
+
+    dash_app.layout = layout
+    register_callbacks(dash_app, runtime)
+    app.state.dash = dash_app
+    # Outermost, so no body is read past the limit (Dash's middleware reads callback bodies).
+    app.add_middleware(BodySizeLimit, max_bytes=settings.dash_max_request_bytes)
+    return app
+
+
+async def _api_not_found(rest: str) -> None:
+    raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no API route /api/{rest}")
+
+
+def _count_bad_member(metrics: DashMetrics) -> Callable[[str, Exception], None]:
+    def hook(key: str, error: Exception) -> None:
+        metrics.bad_members.inc()
+        log_bad_member(key, error)
+
+    return hook

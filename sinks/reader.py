@@ -1,0 +1,622 @@
+"""The dashboard's only way to read Redis: typed records, one round trip per read.
+
+Every read is a *query*: a small frozen dataclass that queues its commands on a
+non-transactional pipeline and decodes the replies into the records of
+`sinks.records`, going through `sinks.layout` for every key and encoding.
+`AsyncReader` (the dashboard's server) and `Reader` (scripts, tests) execute a
+query in one round trip. A Redis failure comes back as an `Unavailable` value,
+never as an exception: callers have to handle it (mypy sees the union), so a
+dashboard callback cannot crash on a Redis outage. A member that fails to decode
+is skipped and reported to ``on_bad_member``, so one corrupt entry cannot blank a
+whole page.
+
+Queries::
+
+    PingQuery()                             -> bool
+    LatestQuery()                           -> {device id: SensorReading}
+    SeriesQuery(window, device, metric, ..) -> [WindowStats], oldest first
+    TrendsQuery(devices)                    -> {(device id, metric): TrendState}
+    DevicesQuery(window, since, points)     -> DeviceData (series + trends of many devices)
+    AlertsQuery(limit, severity, ...)       -> [Alert], newest first
+    ActivityQuery(window, ...)              -> [ActivityWindow], oldest first
+    LeaderboardQuery(limit)                 -> [PageTotal], most purchases first
+    StatsQuery()                            -> PipelineStats
+    SnapshotQuery(...)                      -> Snapshot (everything a dashboard tick shows)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+import redis
+import redis.asyncio
+import redis.asyncio.retry
+import structlog
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from typing_extensions import override
+
+from sinks.layout import (
+    Layout,
+    PipelineStats,
+    Update,
+    check_component,
+    decode_activity,
+    decode_alert,
+    decode_latest,
+    decode_stats,
+    decode_trend,
+    decode_update,
+    decode_window_stats,
+)
+from sinks.records import ActivityWindow, Alert, Metric, PageTotal, Severity, TrendState, WindowStats
+from sources.models import SensorReading
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+R = TypeVar("R")
+A = TypeVar("A")
+
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+"""What a lost, refused or timed-out Redis connection raises."""
+
+DECODE_ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError)
+"""What a decoder of `sinks.layout` raises on a malformed member (JSON and pydantic errors included)."""
+
+ALERT_SCAN_LIMIT = 1000
+"""Most alerts a filtered alert query looks at: the writer keeps the newest 1000 (DESIGN.md)."""
+
+Pipeline = Any
+"""A redis-py pipeline, sync or asyncio: both queue the same command methods."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """Redis could not answer; `reason` says why (exception type and message, no secrets)."""
+
+    reason: str
+
+    @classmethod
+    def from_error(cls, exc: BaseException) -> Unavailable:
+        """Describe a Redis client exception."""
+        return cls(f"{type(exc).__name__}: {exc}")
+
+
+BadMemberHook = Callable[[str, Exception], None]
+"""Called with the key and the error of every member that failed to decode."""
+
+
+def log_bad_member(key: str, error: Exception) -> None:
+    """The default `BadMemberHook`: a warning in the log."""
+    log.warning("undecodable redis member skipped", key=key, error=f"{type(error).__name__}: {error}")
+
+
+class Decoding:
+    """Decodes replies member by member, skipping (and reporting) the ones that fail."""
+
+    __slots__ = ("_hook", "bad")
+
+    def __init__(self, hook: BadMemberHook) -> None:
+        self._hook = hook
+        self.bad = 0
+
+    def one(self, key: str, decode: Callable[[A], R], raw: A) -> R | None:
+        """``decode(raw)``, or None (reported) when it raises a decoding error."""
+        try:
+            return decode(raw)
+        except DECODE_ERRORS as exc:
+            self.bad += 1
+            self._hook(key, exc)
+            return None
+
+    def each(self, key: str, raws: Sequence[A], decode: Callable[[A], R]) -> list[R]:
+        """Decode every member of `raws` that decodes, in order."""
+        out = []
+        for raw in raws:
+            item = self.one(key, decode, raw)
+            if item is not None:
+                out.append(item)
+        return out
+
+
+class Query(Protocol[T_co]):
+    """A read: queues its commands, then decodes exactly the replies it queued."""
+
+    def queue(self, pipe: Pipeline, layout: Layout) -> None:
+        """Queue this query's commands on `pipe`."""
+        ...
+
+    def decode(self, replies: Iterator[Any], layout: Layout, dec: Decoding) -> T_co:
+        """Consume this query's replies from `replies` and build the result."""
+        ...
+
+
+def _bound(value: int | None, default: str) -> int | str:
+    return default if value is None else value
+
+
+# --- single queries ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PingQuery(Query[bool]):
+    """Is Redis answering?"""
+
+    @override
+    def queue(self, pipe: Pipeline, layout: Layout) -> None:
+        pipe.ping()
+
+    @override
+    def decode(self, replies: Iterator[Any], layout: Layout, dec: Decoding) -> bool:
+        return bool(next(replies))
+
+
+@dataclass(frozen=True, slots=True)
+class LatestQuery(Query[dict[str, SensorReading]]):
+    """The latest reading of every device, by device id (sorted)."""
+
+    @override
+    def queue(self, pipe: Pipeline, layout: Layout) -> None:
+        pipe.hgetall(layout.latest())
+
+    @override
+    def decode(self, replies: Iterator[Any], layout: Layout, dec: Decoding) -> dict[str, SensorReading]:
+        fields: dict[bytes, bytes] = next(replies)
+        key = layout.latest()
+        readings = {}
+        for raw_device, raw in sorted(fields.items()):
+            reading = dec.one(key, decode_latest, raw)
+            if reading is not None:
+                readings[raw_device.decode()] = reading
+        return readings
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesQuery(Query[list[WindowStats]]):
+    """The newest `limit` windows of one device and metric whose start lies in [start_ms, end_ms].
+
+    The result is oldest first. Bounds are inclusive epoch ms; None is unbounded.
+    """
+
+    window: str
+    device_id: str
+    metric: Metric
+    start_ms: int | None = None
+    end_ms: int | None = None
+    limit: int = 60
+
+    def __post_init__(self) -> None:
+        check_component(self.window, "window")
+        check_component(self.device_id, "device id")
+        if self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+
+    @override
+    def queue(self, pipe: Pipeline, layout: Layout) -> None:
+        key = layout.window_series(self.window, self.device_id, self.metric)
+        # Newest first with LIMIT, so "the last N" costs O(log n + N) whatever the retention.
+        pipe.zrevrangebyscore(
+            key, _bound(self.end_ms, "+inf"), _bound(self.start_ms, "-inf"), start=0, num=self.limit
+        )
+
+    @override
+    def decode(self, replies: Iterator[Any], layout: Layout, dec: Decoding) -> list[WindowStats]:
+        members: list[bytes] = next(replies)
+        key = layout.window_series(self.window, self.device_id, self.metric)
+        return dec.each(
+            key,
+            members[::-1],
+            lambda raw: decode_window_stats(raw, self.window, self.device_id, self.metric),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TrendsQuery(Query[dict[tuple[str, Metric], TrendState]]):
+    """The trend of every metric of each device; (device, metric) pairs without one are absent."""
+
+    device_ids: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for device_id in self.device_ids:
+            check_component(device_id, "device id")
+
+    @override
+    def queue(self, pipe: Pipeline, layout: Layout) -> None:
+        for device_id in self.device_ids:
+            for metric in Metric:
+                pipe.hgetall(layout.trend(device_id, metric))
+
+    @override
+    def decode(
+        self, replies: Iterator[Any], layout: Layout, dec: Decoding
+    ) -> dict[tuple[str, Metric], TrendState]:
+        trends = {}
+        for device_id in self.device_ids:
+            for metric in Metric:
+                fields = next(replies)
+                if not fields:
+                    continue
+                trend = dec.one(
+                    layout.trend(device_id, metric),
+                    partial(decode_trend, device_id=device_id, metric=metric),
+                    fields,
+                )
+                if trend is not None:
+                    trends[device_id, metric] = trend
+        return trends
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceData:
+    """Window series and trends of several devices."""
+
+    series: dict[tuple[str, Metric], list[WindowStats]]
+    """(device, metric) -> windows, oldest first; every requested pair is present."""
+    trends: dict[tuple[str, Metric], TrendState]
+    """(device, metric) -> trend; pairs without a trend yet are absent."""
+
+
+@dataclass(frozen=True, slots=True)
+class DevicesQuery(Query[DeviceData]):
+    """Every metric's newest windows and trend for each device of `since`.
+
+    `since` maps a device to the start (ms) of the newest window the caller
+    already holds, or None for a full read: that window is read again (a rewrite
+    of it is picked up) with everything newer, at most `points` per metric.
+    """
+
+    window: str
+    since: tuple[tuple[str, int | None], ...]
+    points: int = 60
+
+    def _series(self) -> Iterator[SeriesQuery]:
+        for device_id, start_ms in self.since:
+            for metric in Metric:
+                yield SeriesQuery(self.window, device_id, metric, start_ms=start_ms, limit=self.points)
+
+    def _trends(self) -> TrendsQuery:
+        return TrendsQuery(tuple(device_id for device_id, _ in self.since))
+
+    @override
+    def queue(self, pipe: Pipeline, layout: Layout) -> None:
+        for query in self._series():
+            query.queue(pipe, layout)
+        self._trends().queue(pipe, layout)
+
+    @override
+    def decode(self, replies: Iterator[Any], layout: Layout, dec: Decoding) -> DeviceData:
+        series = {(q.device_id, q.metric): q.decode(replies, layout, dec) for q in self._series()}
+        return DeviceData(series, self._trends().decode(replies, layout, dec))
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsQuery(Query[list[Alert]]):
+    """The newest alerts, optionally only at or after `since_ms` and of one severity or device."""
+
+    limit: int = 50
+    severity: Severity | None = None
+    device_id: str | None = None
+    since_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.device_id is not None:
+            check_component(self.device_id, "device id")
+        if self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+
+    @property
+    def _filtered(self) -> bool:
+        return self.severity is not None or self.device_id is not None
+
+    @override
+    def queue(self, pipe: Pipeline, layout: Layout) -> None:
+        # Members are JSON, so Redis can't filter by field: a filtered query reads the
+        # whole (bounded) set and filters here.
+        num = ALERT_SCAN_LIMIT if self._filtered else self.limit
+        pipe.zrevrangebyscore(layout.alerts(), "+inf", _bound(self.since_ms, "-inf"), start=0, num=num)
+
+    @override
+    def decode(self, replies: Iterator[Any], layout: Layout, dec: Decoding) -> list[Alert]:
+        alerts = dec.each(layout.alerts(), next(replies), decode_alert)
+        if self.severity is not None:
+            alerts = [a for a in alerts if a.severity is self.severity]
+        if self.device_id is not None:
+            alerts = [a for a in alerts if a.device_id == self.device_id]
+        return alerts[: self.limit]
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityQuery(Query[list[ActivityWindow]]):
+    """The newest `limit` activity windows whose start lies in [start_ms, end_ms], oldest first."""
+
+    window: str = "10s"
+    start_ms: int | None = None
+    end_ms: int | None = None
+    limit: int = 60
+
+    def __post_init__(self) -> None:
+        check_component(self.window, "window")
+        if self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+
+    @override
+    def queue(self, pipe: Pipeline, layout: Layout) -> None:
+        pipe.zrevrangebyscore(
+            layout.activity_series(self.window),
+            _bound(self.end_ms, "+inf"),
+            _bound(self.start_ms, "-inf"),
+            start=0,
+            num=self.limit,
+        )
+
+    @override
+    def decode(self, replies: Iterator[Any], layout: Layout, dec: Decoding) -> list[ActivityWindow]:
+        members: list[bytes] = next(replies)
+        return dec.each(
+            layout.activity_series(self.window), members[::-1], lambda raw: decode_activity(raw, self.window)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardQuery(Query[list[PageTotal]]):
+    """The `limit` pages with the most purchases, most first (ties by page name, descending)."""
+
+    limit: int = 10
+
+    @override
+    def queue(self, pipe: Pipeline, layout: Layout) -> None:
+        pipe.zrevrange(layout.leaderboard(), 0, self.limit - 1, withscores=True)
+
+    @override
+    def decode(self, replies: Iterator[Any], layout: Layout, dec: Decoding) -> list[PageTotal]:
+        pairs: list[tuple[bytes, float]] = next(replies)
+        return dec.each(layout.leaderboard(), pairs, _page_total)
+
+
+@dataclass(frozen=True, slots=True)
+class StatsQuery(Query[PipelineStats]):
+    """The pipeline's counters and sink state."""
+
+    @override
+    def queue(self, pipe: Pipeline, layout: Layout) -> None:
+        pipe.hgetall(layout.stats())
+
+    @override
+    def decode(self, replies: Iterator[Any], layout: Layout, dec: Decoding) -> PipelineStats:
+        fields = next(replies)
+        stats = dec.one(layout.stats(), decode_stats, fields)
+        return stats if stats is not None else decode_stats({})
+
+
+def _page_total(pair: tuple[bytes, float]) -> PageTotal:
+    page, purchases = pair
+    return PageTotal(page.decode(), int(purchases))
+
+
+# --- the dashboard's snapshot ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything one dashboard tick shows, read in one round trip."""
+
+    latest: dict[str, SensorReading]
+    devices: DeviceData
+    alerts: list[Alert]
+    """Newest first, the alert table."""
+    recent_alerts: list[Alert]
+    """Newest first, every alert at or after the query's `recent_since_ms`."""
+    activity: list[ActivityWindow]
+    leaderboard: list[PageTotal]
+    stats: PipelineStats
+    bad_members: int = 0
+    """Members skipped because they did not decode."""
+
+    @classmethod
+    def empty(cls) -> Snapshot:
+        """A snapshot of an empty Redis."""
+        return cls({}, DeviceData({}, {}), [], [], [], [], decode_stats({}))
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotQuery(Query[Snapshot]):
+    """One dashboard tick's read: latest readings, device series and trends, alerts, activity, stats."""
+
+    devices: DevicesQuery
+    activity: ActivityQuery
+    alerts_limit: int = 50
+    recent_since_ms: int | None = None
+    leaderboard_limit: int = 10
+    _parts: tuple[Query[Any], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts: tuple[Query[Any], ...] = (
+            LatestQuery(),
+            self.devices,
+            AlertsQuery(limit=self.alerts_limit),
+            AlertsQuery(limit=ALERT_SCAN_LIMIT, since_ms=self.recent_since_ms),
+            self.activity,
+            LeaderboardQuery(self.leaderboard_limit),
+            StatsQuery(),
+        )
+        object.__setattr__(self, "_parts", parts)
+
+    @override
+    def queue(self, pipe: Pipeline, layout: Layout) -> None:
+        for part in self._parts:
+            part.queue(pipe, layout)
+
+    @override
+    def decode(self, replies: Iterator[Any], layout: Layout, dec: Decoding) -> Snapshot:
+        before = dec.bad
+        latest, devices, alerts, recent, activity, leaderboard, stats = (
+            part.decode(replies, layout, dec) for part in self._parts
+        )
+        return Snapshot(latest, devices, alerts, recent, activity, leaderboard, stats, dec.bad - before)
+
+
+# --- readers -----------------------------------------------------------------
+
+
+def _run(query: Query[T], layout: Layout, replies: list[Any], hook: BadMemberHook) -> T:
+    it = iter(replies)
+    result = query.decode(it, layout, Decoding(hook))
+    assert next(it, None) is None, f"{type(query).__name__} left replies undecoded"
+    return result
+
+
+class AsyncReader:
+    """Executes queries on an asyncio Redis client: one pipeline round trip each."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        layout: Layout,
+        on_bad_member: BadMemberHook = log_bad_member,
+    ) -> None:
+        self._client = client
+        self.layout = layout
+        self._on_bad_member = on_bad_member
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        prefix: str,
+        timeout_s: float = 1.0,
+        on_bad_member: BadMemberHook = log_bad_member,
+    ) -> AsyncReader:
+        """A reader with its own connection pool, failing fast (`timeout_s`, no retries).
+
+        A dashboard retries on its next tick anyway; redis-py's default retries with
+        backoff would hold every waiting request for seconds during an outage.
+        """
+        client = redis.asyncio.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+            health_check_interval=10,
+        )
+        return cls(client, Layout(prefix), on_bad_member)
+
+    async def read(self, query: Query[T]) -> T | Unavailable:
+        """Run `query` in one round trip; `Unavailable` when Redis does not answer."""
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                query.queue(pipe, self.layout)
+                replies = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            return Unavailable.from_error(exc)
+        return _run(query, self.layout, replies, self._on_bad_member)
+
+    async def updates(
+        self,
+        stop: asyncio.Event | None = None,
+        retry_s: float = 0.5,
+        max_retry_s: float = 5.0,
+        poll_s: float = 0.25,
+    ) -> AsyncIterator[Update | Unavailable]:
+        """Notifications of the pipeline's updates channel, until `stop` is set.
+
+        Yields every `Update` published on `Layout.updates_channel`; when the
+        subscription fails it yields an `Unavailable`, waits (doubling from
+        `retry_s` to `max_retry_s`) and subscribes again. Undecodable messages are
+        skipped and reported like undecodable members.
+
+        Stop it with `stop` (noticed within `poll_s`), not by cancelling the
+        consuming task: redis-py's read timeout can swallow a cancellation that
+        lands while it expires, leaving the task stuck (Python 3.11 asyncio.timeout).
+        """
+        stop = stop or asyncio.Event()
+        channel = self.layout.updates_channel()
+        delay = retry_s
+        while not stop.is_set():
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                delay = retry_s
+                while not stop.is_set():
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=poll_s)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    update = Decoding(self._on_bad_member).one(channel, decode_update, message["data"])
+                    if update is not None:
+                        yield update
+            except REDIS_ERRORS as exc:
+                yield Unavailable.from_error(exc)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except REDIS_ERRORS:
+                    pass  # the connection is already gone; nothing left to release
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, max_retry_s)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+
+class Reader:
+    """Executes queries on a synchronous Redis client (scripts, tests, benchmarks)."""
+
+    def __init__(
+        self, client: redis.Redis, layout: Layout, on_bad_member: BadMemberHook = log_bad_member
+    ) -> None:
+        self._client = client
+        self.layout = layout
+        self._on_bad_member = on_bad_member
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, timeout_s: float = 1.0) -> Reader:
+        """A reader with its own connection pool, failing fast (`timeout_s`, no retries)."""
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
+        return cls(client, Layout(prefix))
+
+    def read(self, query: Query[T]) -> T | Unavailable:
+        """Run `query` in one round trip; `Unavailable` when Redis does not answer."""
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                query.queue(pipe, self.layout)
+                replies = pipe.execute()
+        except REDIS_ERRORS as exc:
+            return Unavailable.from_error(exc)
+        return _run(query, self.layout, replies, self._on_bad_member)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+
+__all__ = [
+    "ActivityQuery",
+    "AlertsQuery",
+    "AsyncReader",
+    "DeviceData",
+    "DevicesQuery",
+    "LatestQuery",
+    "LeaderboardQuery",
+    "PingQuery",
+    "Query",
+    "Reader",
+    "SeriesQuery",
+    "Snapshot",
+    "SnapshotQuery",
+    "StatsQuery",
+    "TrendsQuery",
+    "Unavailable",
+]
