@@ -18,6 +18,7 @@ from config.settings import ENV_PREFIX
 # (process, "module:Class") of every process's settings, in the order a reader meets them.
 SETTINGS_CLASSES: list[tuple[str, str]] = [
     ("local infrastructure (make up / make test)", "infra.settings:LocalInfraSettings"),
+    ("dataflow (python -m bytewax.run flows.main)", "flows.settings:FlowSettings"),
 ]
 
 
