@@ -1,0 +1,521 @@
+"""Rolling z-score anomaly detection for one series, one reading at a time or in blocks.
+
+Each reading is scored against the baseline of the *accepted* readings before
+it: the last ``window`` of them (and, if ``window_s`` is set, only those from
+the last ``window_s`` seconds)::
+
+    z = (value - mean(baseline)) / max(std(baseline, ddof=1), min_std)
+
+|z| >= ``warning_z`` flags a reading (``critical_z`` makes it critical), once the
+baseline holds ``warmup`` readings. The design choices, each for a failure
+mode of the naive rolling z-score:
+
+* **Flagged readings stay out of the baseline**, so a burst of anomalies does not
+  inflate the standard deviation and hide the rest of the burst (or the next one).
+* **Episodes, not alert storms**: consecutive flagged readings form one episode
+  (it ends after ``cooldown`` normal readings); the flow raises one alert per
+  episode and updates it while the peak |z| grows. The episode's identity is its
+  start time, so a replay produces the same alert.
+* **Level shifts are learned**: if an episode reaches ``max_episode`` flagged
+  readings, the series has moved; the baseline restarts from those readings
+  instead of flagging the new normal forever.
+* **Flat baselines**: the standard deviation is floored at ``min_std``, so a
+  constant series scores 0 while it stays constant and a large |z| when it moves.
+
+Speed and reproducibility: the baseline's sums are prefix sums over the accepted
+readings, extended with ``numpy.cumsum`` (a strictly sequential float
+accumulation), so a block of readings is scored with a handful of array
+operations, and the result is bit-identical whether the readings come one by
+one or in blocks of any size. The sums are re-centred every ``window`` accepted
+readings (at the same reading however the input was blocked) to keep
+cancellation error negligible. Pure numpy, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from sinks.records import Severity
+
+_NO_TIME = -(2**62)
+_SEVERITIES = (Severity.NONE, Severity.WARNING, Severity.CRITICAL)
+_SCALAR_RUN = 16
+
+
+class Score(NamedTuple):
+    """The verdict on one reading."""
+
+    z: float
+    """Standard score against the baseline before the reading (0 while the baseline has < 2 readings)."""
+    severity: Severity
+    """NONE, or WARNING / CRITICAL when the reading is flagged (never during warm-up)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """An anomaly episode as known so far: what an alert reports."""
+
+    start_ms: int
+    """Event time of the episode's first flagged reading: its identity."""
+    peak_ms: int
+    """Event time of the reading with the largest |z| so far."""
+    value: float
+    z: float
+    mean: float
+    """Baseline mean at the peak."""
+    std: float
+    """Baseline standard deviation at the peak (before the ``min_std`` floor)."""
+    severity: Severity
+    flagged: int
+    """Flagged readings in the episode so far."""
+
+
+class Scores(NamedTuple):
+    """Verdicts on a block of readings, plus the alerts it raised or updated."""
+
+    z: np.ndarray
+    """float64, one per reading."""
+    level: np.ndarray
+    """int8 per reading: 0 none, 1 warning, 2 critical."""
+    alerts: list[Episode]
+    """Each time an episode started or its peak grew, in order."""
+
+    def severity(self, i: int) -> Severity:
+        """Severity of reading `i`."""
+        return _SEVERITIES[int(self.level[i])]
+
+
+class _Baseline(NamedTuple):
+    """Baseline statistics before each reading of a block (all assumed accepted)."""
+
+    n: np.ndarray  # int64: readings in each baseline
+    centred: np.ndarray  # value - shift
+    mean_c: np.ndarray  # baseline mean - shift
+    std: np.ndarray
+    z: np.ndarray
+    p1: np.ndarray  # prefix sums after each reading, as they would be stored
+    p2: np.ndarray
+    newest: np.ndarray  # running max event time after each reading
+
+
+class ZScoreDetector:
+    """Rolling z-score detector of one series; see the module docstring.
+
+    Example::
+
+        det = ZScoreDetector(window=300, warning_z=3.0, critical_z=5.0, warmup=30)
+        z, severity = det.update(1_700_000_000_000, 21.4)
+    """
+
+    __slots__ = (
+        "_anchored",
+        "_cap",
+        "_cm",
+        "_ep",
+        "_ep_normals",
+        "_ep_recent_t",
+        "_ep_recent_x",
+        "_hi",
+        "_lo",
+        "_newest",
+        "_p1",
+        "_p2",
+        "_recentre_every",
+        "_shift",
+        "_since_anchor",
+        "_x",
+        "cooldown",
+        "critical_z",
+        "max_episode",
+        "min_std",
+        "warmup",
+        "warning_z",
+        "window",
+        "window_ms",
+    )
+
+    def __init__(
+        self,
+        *,
+        window: int = 300,
+        window_s: float | None = None,
+        warning_z: float = 3.0,
+        critical_z: float = 5.0,
+        warmup: int = 30,
+        cooldown: int = 3,
+        max_episode: int = 30,
+        min_std: float = 1e-9,
+    ) -> None:
+        """Configure the detector.
+
+        Args:
+            window: Most accepted readings in the baseline (>= 2).
+            window_s: If set, the baseline only holds readings from the last this many seconds
+                of event time.
+            warning_z: |z| flagging a reading as a warning.
+            critical_z: |z| making a flagged reading critical (> ``warning_z``).
+            warmup: Baseline readings needed before anything is flagged (>= 2).
+            cooldown: Consecutive normal readings that end an episode (>= 1).
+            max_episode: Flagged readings after which the episode is taken as a level shift and the
+                baseline restarts from them (>= 2).
+            min_std: Floor of the baseline standard deviation (> 0).
+        """
+        if window < 2 or warmup < 2 or cooldown < 1 or max_episode < 2:
+            raise ValueError("window, warmup and max_episode must be >= 2 and cooldown >= 1")
+        if not 0 < warning_z < critical_z:
+            raise ValueError("need 0 < warning_z < critical_z")
+        if not min_std > 0:
+            raise ValueError("min_std must be > 0")
+        if window_s is not None and not window_s > 0:
+            raise ValueError("window_s must be > 0")
+        self.window = window
+        self.window_ms = None if window_s is None else round(window_s * 1000)
+        self.warning_z = float(warning_z)
+        self.critical_z = float(critical_z)
+        self.warmup = warmup
+        self.cooldown = cooldown
+        self.max_episode = max_episode
+        self.min_std = float(min_std)
+        # Re-centring costs one pass over the baseline; every few windows keeps its share small
+        # and still bounds the growth of the prefix sums (and so their rounding error).
+        self._recentre_every = max(4 * window, 4096)
+        self._cap = max(2 * window, 64)
+        # Running max of event time when each baseline entry was taken (for the time limit).
+        self._cm = np.zeros(self._cap, dtype=np.int64)
+        self._x = np.zeros(self._cap, dtype=np.float64)
+        # Prefix sums of (x - shift) and its square: _p*[i] covers entries [0, i); one longer.
+        self._p1 = np.zeros(self._cap + 1, dtype=np.float64)
+        self._p2 = np.zeros(self._cap + 1, dtype=np.float64)
+        self._lo = 0
+        self._hi = 0
+        self._shift = 0.0
+        self._anchored = False
+        """The sums are centred on the first value ever seen (then re-centred as the series moves)."""
+        self._since_anchor = 0
+        self._newest = _NO_TIME
+        self._ep: Episode | None = None
+        self._ep_normals = 0
+        self._ep_recent_t: list[int] = []
+        self._ep_recent_x: list[float] = []
+
+    def __getstate__(self) -> dict[str, object]:
+        # Only the live part of the buffers, so snapshots stay small.
+        state = {name: getattr(self, name) for name in self.__slots__}
+        lo, hi = self._lo, self._hi
+        state.update(
+            _cm=self._cm[lo:hi].copy(),
+            _x=self._x[lo:hi].copy(),
+            _p1=self._p1[lo : hi + 1].copy(),
+            _p2=self._p2[lo : hi + 1].copy(),
+            _lo=0,
+            _hi=hi - lo,
+            _ep_recent_t=list(self._ep_recent_t),
+            _ep_recent_x=list(self._ep_recent_x),
+        )
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        n = self._hi
+        self._cm = _grown(self._cm, self._cap, np.int64)
+        self._x = _grown(self._x, self._cap, np.float64)
+        self._p1 = _grown(self._p1, self._cap + 1, np.float64)
+        self._p2 = _grown(self._p2, self._cap + 1, np.float64)
+        assert self._hi == n
+
+    # --- public API -------------------------------------------------------
+
+    @property
+    def baseline_size(self) -> int:
+        """Readings in the baseline, as of the newest event time seen."""
+        lo, hi = self._lo, self._hi
+        start = max(lo, hi - self.window)
+        if self.window_ms is not None and hi > lo:
+            cut = lo + int(np.searchsorted(self._cm[lo:hi], self._newest - self.window_ms, side="right"))
+            start = max(start, cut)
+        return hi - start
+
+    @property
+    def episode(self) -> Episode | None:
+        """The episode in progress, if any."""
+        return self._ep
+
+    def update(self, event_time_ms: int, value: float) -> Score:
+        """Score one reading, then learn from it.
+
+        A non-finite value is ignored (z is NaN, severity NONE, nothing learned).
+        """
+        value = float(value)
+        if not math.isfinite(value):
+            return Score(math.nan, Severity.NONE)
+        if not self._anchored:
+            self._shift = value
+            self._anchored = True
+        z, level = self._step(int(event_time_ms), value, None)
+        return Score(z, _SEVERITIES[level])
+
+    def update_many(self, times: np.ndarray, values: np.ndarray) -> Scores:
+        """Score a block of readings in arrival order, exactly as `update` would one by one.
+
+        Args:
+            times: Event times, int64 ms.
+            values: Finite float64 values, same length.
+        """
+        m = int(values.shape[0])
+        if m and not self._anchored:
+            self._shift = float(values[0])
+            self._anchored = True
+        z_out = np.zeros(m, dtype=np.float64)
+        level_out = np.zeros(m, dtype=np.int8)
+        alerts: list[Episode] = []
+        i = 0
+        while i < m:
+            if self._ep is not None or m - i <= _SCALAR_RUN:
+                # Inside an episode every reading may change the episode: one at a time. Short
+                # runs too: below a few readings the arrays cost more than they save.
+                z_out[i], level_out[i] = self._step(int(times[i]), float(values[i]), alerts)
+                i += 1
+                continue
+            # Between episodes: score a run at once, up to the first flagged reading.
+            run = min(m - i, self._recentre_every - self._since_anchor)
+            base = self._baseline(times[i : i + run], values[i : i + run])
+            levels = self._levels(base)
+            flagged = np.flatnonzero(levels)
+            take = int(flagged[0]) if flagged.shape[0] else run
+            z_out[i : i + run] = base.z
+            if take:
+                self._accept(base, values[i : i + run], take)
+            if take < run:
+                level = int(levels[take])
+                level_out[i + take] = level
+                self._on_flagged(
+                    int(times[i + take]),
+                    float(values[i + take]),
+                    float(base.z[take]),
+                    float(base.mean_c[take]),
+                    float(base.std[take]),
+                    level,
+                    alerts,
+                )
+                i += take + 1
+            else:
+                i += run
+        return Scores(z_out, level_out, alerts)
+
+    # --- internals --------------------------------------------------------
+
+    def _step(self, t: int, x: float, alerts: list[Episode] | None) -> tuple[float, int]:
+        """Score and learn one reading with Python floats.
+
+        The same IEEE operations, in the same order, as `_baseline` on a block of
+        one: the results are bit-identical, only without the array overhead.
+        """
+        lo, hi = self._lo, self._hi
+        newest = max(self._newest, t)
+        start = max(hi - self.window, lo)
+        if self.window_ms is not None and hi > lo:
+            cut = lo + int(np.searchsorted(self._cm[lo:hi], newest - self.window_ms, side="right"))
+            start = max(start, cut)
+        count = hi - start
+        p1_hi = self._p1.item(hi)
+        p2_hi = self._p2.item(hi)
+        s1 = p1_hi - self._p1.item(start)
+        s2 = p2_hi - self._p2.item(start)
+        centred = x - self._shift
+        mean_c = s1 / max(count, 1)
+        var = (s2 - s1 * mean_c) / max(count - 1, 1)
+        std = math.sqrt(var) if var > 0.0 else 0.0
+        z = (centred - mean_c) / max(std, self.min_std) if count >= 2 else 0.0
+        level = 0
+        if count >= self.warmup:
+            az = abs(z)
+            level = 2 if az >= self.critical_z else 1 if az >= self.warning_z else 0
+        if level:
+            self._on_flagged(t, x, z, mean_c, std, level, alerts)
+            return z, level
+        if hi + 1 > self._cap:
+            self._make_room(1)
+            hi = self._hi
+        self._cm[hi] = newest
+        self._x[hi] = x
+        self._p1[hi + 1] = p1_hi + centred
+        self._p2[hi + 1] = p2_hi + centred * centred
+        self._lo = max(self._lo, hi - count)
+        self._hi = hi + 1
+        self._newest = newest
+        self._since_anchor += 1
+        if self._since_anchor >= self._recentre_every:
+            self._recentre()
+        if self._ep is not None:
+            self._ep_normals += 1
+            if self._ep_normals >= self.cooldown:
+                self._end_episode()
+        return z, level
+
+    def _baseline(self, times: np.ndarray, values: np.ndarray) -> _Baseline:
+        """Baseline before each reading of a block, assuming the block's readings are all accepted."""
+        lo, hi = self._lo, self._hi
+        m = values.shape[0]
+        centred = values - self._shift
+        # Prefix sums continued over the block: p*[j] is the prefix before reading j.
+        p1 = np.cumsum(np.concatenate((self._p1[hi : hi + 1], centred)))
+        p2 = np.cumsum(np.concatenate((self._p2[hi : hi + 1], centred * centred)))
+        window = self.window
+        if self.window_ms is None and hi - lo >= window and m <= window:
+            # Steady state: every reading's baseline is the `window` entries before it, all stored.
+            s1 = p1[:m] - self._p1[hi - window : hi - window + m]
+            s2 = p2[:m] - self._p2[hi - window : hi - window + m]
+            mean_c = s1 / float(window)
+            var = (s2 - s1 * mean_c) / float(window - 1)
+            std = np.sqrt(np.maximum(var, 0.0))
+            z = (centred - mean_c) / np.maximum(std, self.min_std)
+            count = np.full(m, window, dtype=np.int64)
+            newest = np.maximum.accumulate(times)
+            np.maximum(newest, self._newest, out=newest)
+            return _Baseline(count, centred, mean_c, std, z, p1[1:], p2[1:], newest)
+        p1_all = np.concatenate((self._p1[lo:hi], p1))
+        p2_all = np.concatenate((self._p2[lo:hi], p2))
+        newest = np.maximum.accumulate(np.concatenate((np.array([self._newest], dtype=np.int64), times)))[1:]
+        ends = np.arange(hi, hi + m, dtype=np.int64)
+        starts = np.maximum(ends - window, lo)
+        if self.window_ms is not None:
+            # Baseline = entries taken once the running max event time had passed (newest - window).
+            # The running max never decreases, so this is a binary search, and with in-order event
+            # times it is exactly "the readings of the last window_s seconds".
+            taken_newest = np.concatenate((self._cm[lo:hi], newest))
+            cut = np.searchsorted(taken_newest, newest - self.window_ms, side="right") + lo
+            starts = np.maximum(starts, np.minimum(cut, ends))
+        count = ends - starts
+        s1 = p1_all[ends - lo] - p1_all[starts - lo]
+        s2 = p2_all[ends - lo] - p2_all[starts - lo]
+        mean_c = s1 / np.maximum(count, 1)
+        var = (s2 - s1 * mean_c) / np.maximum(count - 1, 1)
+        std = np.sqrt(np.maximum(var, 0.0))
+        z = (centred - mean_c) / np.maximum(std, self.min_std)
+        z[count < 2] = 0.0
+        return _Baseline(count, centred, mean_c, std, z, p1[1:], p2[1:], newest)
+
+    def _levels(self, base: _Baseline) -> np.ndarray:
+        az = np.abs(base.z)
+        flagged = az >= self.warning_z
+        if not flagged.any():
+            return np.zeros(az.shape[0], dtype=np.int8)
+        ready = base.n >= self.warmup
+        return (ready & flagged).astype(np.int8) + (ready & (az >= self.critical_z)).astype(np.int8)
+
+    def _accept(self, base: _Baseline, values: np.ndarray, k: int) -> None:
+        """Append the first `k` readings of a scored block to the baseline."""
+        if self._hi + k > self._cap:
+            self._make_room(k)
+        hi = self._hi
+        self._cm[hi : hi + k] = base.newest[:k]
+        self._x[hi : hi + k] = values[:k]
+        self._p1[hi + 1 : hi + k + 1] = base.p1[:k]
+        self._p2[hi + 1 : hi + k + 1] = base.p2[:k]
+        # Baselines only lose entries at the front: the last reading's start bounds every later one.
+        start = hi + k - 1 - int(base.n[k - 1])
+        if start > self._lo:
+            self._lo = start
+        self._hi = hi + k
+        newest = int(base.newest[k - 1])
+        if newest > self._newest:
+            self._newest = newest
+        self._since_anchor += k
+        if self._since_anchor >= self._recentre_every:
+            self._recentre()
+
+    def _make_room(self, k: int) -> None:
+        lo, hi = self._lo, self._hi
+        n = hi - lo
+        if n + k > self._cap:
+            self._cap = max(2 * self._cap, n + k)
+            self._cm = _grown(self._cm[lo:hi], self._cap, np.int64)
+            self._x = _grown(self._x[lo:hi], self._cap, np.float64)
+            self._p1 = _grown(self._p1[lo : hi + 1], self._cap + 1, np.float64)
+            self._p2 = _grown(self._p2[lo : hi + 1], self._cap + 1, np.float64)
+        else:
+            self._cm[:n] = self._cm[lo:hi]
+            self._x[:n] = self._x[lo:hi]
+            self._p1[: n + 1] = self._p1[lo : hi + 1]
+            self._p2[: n + 1] = self._p2[lo : hi + 1]
+        self._lo, self._hi = 0, n
+
+    def _recentre(self) -> None:
+        """Re-centre the prefix sums on the baseline's current values (keeps cancellation small)."""
+        n = self._hi - self._lo
+        self._make_room(0)
+        if n:
+            # The first live value: exact, and known identically however the input was blocked.
+            self._shift = float(self._x[0])
+        centred = self._x[:n] - self._shift
+        self._p1[0] = 0.0
+        self._p2[0] = 0.0
+        self._p1[1 : n + 1] = np.cumsum(centred)
+        self._p2[1 : n + 1] = np.cumsum(centred * centred)
+        self._since_anchor = 0
+
+    def _on_flagged(
+        self,
+        t: int,
+        x: float,
+        z: float,
+        mean_c: float,
+        std: float,
+        level: int,
+        alerts: list[Episode] | None,
+    ) -> None:
+        mean = mean_c + self._shift
+        ep = self._ep
+        if ep is None:
+            self._ep = Episode(t, t, x, z, mean, std, _SEVERITIES[level], 1)
+            self._ep_recent_t = [t]
+            self._ep_recent_x = [x]
+            if alerts is not None:
+                alerts.append(self._ep)
+        else:
+            self._ep_recent_t.append(t)
+            self._ep_recent_x.append(x)
+            if abs(z) > abs(ep.z):
+                self._ep = Episode(ep.start_ms, t, x, z, mean, std, _SEVERITIES[level], ep.flagged + 1)
+                if alerts is not None:
+                    alerts.append(self._ep)
+            else:
+                self._ep = Episode(
+                    ep.start_ms, ep.peak_ms, ep.value, ep.z, ep.mean, ep.std, ep.severity, ep.flagged + 1
+                )
+        self._ep_normals = 0
+        self._newest = max(self._newest, t)
+        if self._ep.flagged >= self.max_episode:
+            self._rebaseline()
+
+    def _rebaseline(self) -> None:
+        """The episode lasted: take its readings as the new normal."""
+        times = np.array(self._ep_recent_t[-self.window :], dtype=np.int64)
+        values = np.array(self._ep_recent_x[-self.window :], dtype=np.float64)
+        self._end_episode()
+        self._lo = self._hi = 0
+        self._p1[0] = self._p2[0] = 0.0
+        self._shift = float(values[0])
+        self._since_anchor = 0
+        newest = self._newest
+        self._newest = _NO_TIME
+        base = self._baseline(times, values)
+        self._accept(base, values, times.shape[0])
+        self._newest = max(self._newest, newest)
+
+    def _end_episode(self) -> None:
+        self._ep = None
+        self._ep_normals = 0
+        self._ep_recent_t = []
+        self._ep_recent_x = []
+
+
+def _grown(a: np.ndarray, size: int, dtype: type) -> np.ndarray:
+    out: np.ndarray = np.zeros(size, dtype=dtype)
+    out[: a.shape[0]] = a
+    return out
