@@ -2,23 +2,30 @@
 
 Each reading is scored against the baseline of the *accepted* readings before
 it: the last ``window`` of them (and, if ``window_s`` is set, only those from
-the last ``window_s`` seconds)::
+the last ``window_s`` seconds of event time)::
 
     z = (value - mean(baseline)) / max(std(baseline, ddof=1), min_std)
 
 |z| >= ``warning_z`` flags a reading (``critical_z`` makes it critical), once the
-baseline holds ``warmup`` readings. The design choices, each for a failure
+baseline holds ``warmup`` readings. The design choices, each against a failure
 mode of the naive rolling z-score:
 
 * **Flagged readings stay out of the baseline**, so a burst of anomalies does not
-  inflate the standard deviation and hide the rest of the burst (or the next one).
-* **Episodes, not alert storms**: consecutive flagged readings form one episode
-  (it ends after ``cooldown`` normal readings); the flow raises one alert per
-  episode and updates it while the peak |z| grows. The episode's identity is its
-  start time, so a replay produces the same alert.
-* **Level shifts are learned**: if an episode reaches ``max_episode`` flagged
-  readings, the series has moved; the baseline restarts from those readings
+  inflate the mean and spread and hide the rest of the burst (or the next one).
+* **Episodes, not alert storms**: consecutive flagged readings form one episode,
+  which ends after ``cooldown`` normal readings. An alert is raised when an
+  episode starts, and again only if it escalates from warning to critical; the
+  flow keeps one alert per episode (id = its start) and updates it while the
+  peak |z| grows, so a replay produces the same alert.
+* **Level shifts are learnt**: if an episode reaches ``max_episode`` flagged
+  readings the series has moved; the baseline restarts from those readings
   instead of flagging the new normal forever.
+* **Isolated exceedances are not thrown away**: a one-reading episode is, more
+  often than not, the tail of the noise (heavy tails, seasonal peaks). Leaving
+  all of them out would bias the spread low and flag ever more, so when such an
+  episode ends it joins the baseline *capped* at the warning threshold: its
+  magnitude never leaks in. Bursts and shifts (two or more flagged readings)
+  stay out entirely.
 * **Flat baselines**: the standard deviation is floored at ``min_std``, so a
   constant series scores 0 while it stays constant and a large |z| when it moves.
 
@@ -26,14 +33,16 @@ Speed and reproducibility: the baseline's sums are prefix sums over the accepted
 readings, extended with ``numpy.cumsum`` (a strictly sequential float
 accumulation), so a block of readings is scored with a handful of array
 operations, and the result is bit-identical whether the readings come one by
-one or in blocks of any size. The sums are re-centred every ``window`` accepted
-readings (at the same reading however the input was blocked) to keep
+one or in blocks of any size (`update_rows` scores several series at once,
+identically again). The sums are re-centred every few thousand accepted
+readings, at the same reading however the input was blocked, to keep
 cancellation error negligible. Pure numpy, no I/O.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -52,7 +61,9 @@ class Score(NamedTuple):
     z: float
     """Standard score against the baseline before the reading (0 while the baseline has < 2 readings)."""
     severity: Severity
-    """NONE, or WARNING / CRITICAL when the reading is flagged (never during warm-up)."""
+    """The alert this reading raises: WARNING or CRITICAL when it starts an episode or lifts the
+    episode from warning to critical; NONE otherwise, including further flagged readings of an
+    episode already alerted (no alert storms). `ZScoreDetector.flag` is the reading's own level."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +94,15 @@ class Scores(NamedTuple):
     """int8 per reading: 0 none, 1 warning, 2 critical."""
     alerts: list[Episode]
     """Each time an episode started or its peak grew, in order."""
+    raised: np.ndarray
+    """int8 per reading: the alert it raised (see `Score.severity`), 0 none, 1 warning, 2 critical."""
 
     def severity(self, i: int) -> Severity:
-        """Severity of reading `i`."""
+        """The alert reading `i` raised (as `Score.severity`)."""
+        return _SEVERITIES[int(self.raised[i])]
+
+    def flag(self, i: int) -> Severity:
+        """Reading `i`'s own level: beyond the warning or critical threshold, or not."""
         return _SEVERITIES[int(self.level[i])]
 
 
@@ -119,6 +136,7 @@ class ZScoreDetector:
         "_ep_normals",
         "_ep_recent_t",
         "_ep_recent_x",
+        "_flag",
         "_hi",
         "_lo",
         "_newest",
@@ -199,6 +217,7 @@ class ZScoreDetector:
         self._newest = _NO_TIME
         self._ep: Episode | None = None
         self._ep_normals = 0
+        self._flag = 0
         self._ep_recent_t: list[int] = []
         self._ep_recent_x: list[float] = []
 
@@ -241,6 +260,11 @@ class ZScoreDetector:
         return hi - start
 
     @property
+    def flag(self) -> Severity:
+        """The last reading's own level (beyond the warning or critical threshold), alert or not."""
+        return _SEVERITIES[self._flag]
+
+    @property
     def episode(self) -> Episode | None:
         """The episode in progress, if any."""
         return self._ep
@@ -256,8 +280,9 @@ class ZScoreDetector:
         if not self._anchored:
             self._shift = value
             self._anchored = True
-        z, level = self._step(int(event_time_ms), value, None)
-        return Score(z, _SEVERITIES[level])
+        z, level, raised = self._step(int(event_time_ms), value, None)
+        self._flag = level
+        return Score(z, _SEVERITIES[raised])
 
     def update_many(self, times: np.ndarray, values: np.ndarray) -> Scores:
         """Score a block of readings in arrival order, exactly as `update` would one by one.
@@ -272,17 +297,17 @@ class ZScoreDetector:
             self._anchored = True
         z_out = np.zeros(m, dtype=np.float64)
         level_out = np.zeros(m, dtype=np.int8)
+        raised_out = np.zeros(m, dtype=np.int8)
         alerts: list[Episode] = []
         i = 0
         while i < m:
-            if self._ep is not None or m - i <= _SCALAR_RUN:
-                # Inside an episode every reading may change the episode: one at a time. Short
-                # runs too: below a few readings the arrays cost more than they save.
-                z_out[i], level_out[i] = self._step(int(times[i]), float(values[i]), alerts)
+            if m - i <= _SCALAR_RUN or self._run_limit() <= _SCALAR_RUN:
+                # A few readings: arrays would cost more than they save.
+                z_out[i], level_out[i], raised_out[i] = self._step(int(times[i]), float(values[i]), alerts)
                 i += 1
                 continue
-            # Between episodes: score a run at once, up to the first flagged reading.
-            run = min(m - i, self._recentre_every - self._since_anchor)
+            # Score a run at once, up to its first flagged reading (which changes the baseline).
+            run = min(m - i, self._recentre_every - self._since_anchor, self._run_limit())
             base = self._baseline(times[i : i + run], values[i : i + run])
             levels = self._levels(base)
             flagged = np.flatnonzero(levels)
@@ -290,10 +315,11 @@ class ZScoreDetector:
             z_out[i : i + run] = base.z
             if take:
                 self._accept(base, values[i : i + run], take)
+                self._normal_readings(take)
             if take < run:
                 level = int(levels[take])
                 level_out[i + take] = level
-                self._on_flagged(
+                raised_out[i + take] = self._on_flagged(
                     int(times[i + take]),
                     float(values[i + take]),
                     float(base.z[take]),
@@ -305,11 +331,13 @@ class ZScoreDetector:
                 i += take + 1
             else:
                 i += run
-        return Scores(z_out, level_out, alerts)
+        if m:
+            self._flag = int(level_out[-1])
+        return Scores(z_out, level_out, alerts, raised_out)
 
     # --- internals --------------------------------------------------------
 
-    def _step(self, t: int, x: float, alerts: list[Episode] | None) -> tuple[float, int]:
+    def _step(self, t: int, x: float, alerts: list[Episode] | None) -> tuple[float, int, int]:
         """Score and learn one reading with Python floats.
 
         The same IEEE operations, in the same order, as `_baseline` on a block of
@@ -336,8 +364,7 @@ class ZScoreDetector:
             az = abs(z)
             level = 2 if az >= self.critical_z else 1 if az >= self.warning_z else 0
         if level:
-            self._on_flagged(t, x, z, mean_c, std, level, alerts)
-            return z, level
+            return z, level, self._on_flagged(t, x, z, mean_c, std, level, alerts)
         if hi + 1 > self._cap:
             self._make_room(1)
             hi = self._hi
@@ -351,11 +378,46 @@ class ZScoreDetector:
         self._since_anchor += 1
         if self._since_anchor >= self._recentre_every:
             self._recentre()
-        if self._ep is not None:
-            self._ep_normals += 1
+        self._normal_readings(1)
+        return z, 0, 0
+
+    def _normal_readings(self, k: int) -> None:
+        """`k` consecutive normal readings were taken: they may end the episode.
+
+        Callers never pass an isolated episode's end in the middle of `k` (see `_run_limit`).
+        """
+        ep = self._ep
+        if ep is not None:
+            self._ep_normals += k
             if self._ep_normals >= self.cooldown:
                 self._end_episode()
-        return z, level
+                if ep.flagged == 1:
+                    # An isolated exceedance is the noise's own tail more often than not: leaving it
+                    # out would bias the spread low (then flag more). It joins, capped at the threshold.
+                    cap = self.warning_z * max(ep.std, self.min_std)
+                    self._admit(ep.mean + math.copysign(cap, ep.z))
+
+    def _run_limit(self) -> int:
+        """Readings a vector run may take before an isolated episode ends (and the baseline changes)."""
+        ep = self._ep
+        if ep is not None and ep.flagged == 1:
+            return self.cooldown - self._ep_normals
+        return self._recentre_every
+
+    def _admit(self, value: float) -> None:
+        """Append a value to the baseline without scoring it (the capped isolated exceedance)."""
+        if self._hi + 1 > self._cap:
+            self._make_room(1)
+        hi = self._hi
+        centred = value - self._shift
+        self._cm[hi] = self._newest
+        self._x[hi] = value
+        self._p1[hi + 1] = self._p1.item(hi) + centred
+        self._p2[hi + 1] = self._p2.item(hi) + centred * centred
+        self._hi = hi + 1
+        self._since_anchor += 1
+        if self._since_anchor >= self._recentre_every:
+            self._recentre()
 
     def _baseline(self, times: np.ndarray, values: np.ndarray) -> _Baseline:
         """Baseline before each reading of a block, assuming the block's readings are all accepted."""
@@ -366,10 +428,10 @@ class ZScoreDetector:
         p1 = np.cumsum(np.concatenate((self._p1[hi : hi + 1], centred)))
         p2 = np.cumsum(np.concatenate((self._p2[hi : hi + 1], centred * centred)))
         window = self.window
-        if self.window_ms is None and hi - lo >= window and m <= window:
-            # Steady state: every reading's baseline is the `window` entries before it, all stored.
-            s1 = p1[:m] - self._p1[hi - window : hi - window + m]
-            s2 = p2[:m] - self._p2[hi - window : hi - window + m]
+        if self.window_ms is None and hi - lo >= window:
+            # Steady state: every reading's baseline is the `window` entries before it.
+            s1 = p1[:m] - _window_heads(self._p1, hi, window, p1, m)
+            s2 = p2[:m] - _window_heads(self._p2, hi, window, p2, m)
             mean_c = s1 / float(window)
             var = (s2 - s1 * mean_c) / float(window - 1)
             std = np.sqrt(np.maximum(var, 0.0))
@@ -468,10 +530,13 @@ class ZScoreDetector:
         std: float,
         level: int,
         alerts: list[Episode] | None,
-    ) -> None:
+    ) -> int:
+        """Take a flagged reading into the episode; return the alert level it raises (0: none)."""
         mean = mean_c + self._shift
         ep = self._ep
+        raised = 0
         if ep is None:
+            raised = level
             self._ep = Episode(t, t, x, z, mean, std, _SEVERITIES[level], 1)
             self._ep_recent_t = [t]
             self._ep_recent_x = [x]
@@ -481,6 +546,8 @@ class ZScoreDetector:
             self._ep_recent_t.append(t)
             self._ep_recent_x.append(x)
             if abs(z) > abs(ep.z):
+                if level > _SEVERITIES.index(ep.severity):
+                    raised = level
                 self._ep = Episode(ep.start_ms, t, x, z, mean, std, _SEVERITIES[level], ep.flagged + 1)
                 if alerts is not None:
                     alerts.append(self._ep)
@@ -492,6 +559,7 @@ class ZScoreDetector:
         self._newest = max(self._newest, t)
         if self._ep.flagged >= self.max_episode:
             self._rebaseline()
+        return raised
 
     def _rebaseline(self) -> None:
         """The episode lasted: take its readings as the new normal."""
@@ -515,7 +583,87 @@ class ZScoreDetector:
         self._ep_recent_x = []
 
 
+def _window_heads(stored: np.ndarray, hi: int, window: int, block: np.ndarray, m: int) -> np.ndarray:
+    """Prefix sums at the start of each of `m` readings' full baselines (stored ones, then the block's)."""
+    if m <= window:
+        return stored[hi - window : hi - window + m]
+    return np.concatenate((stored[hi - window : hi], block[: m - window]))
+
+
 def _grown(a: np.ndarray, size: int, dtype: type) -> np.ndarray:
     out: np.ndarray = np.zeros(size, dtype=dtype)
     out[: a.shape[0]] = a
+    return out
+
+
+def update_rows(
+    detectors: Sequence[ZScoreDetector], times: np.ndarray, values: np.ndarray
+) -> list[list[Episode]]:
+    """Feed row r of `values` (series, m) to ``detectors[r]``; return each one's alerts.
+
+    Exactly ``[d.update_many(times, values[r]).alerts for r, d in enumerate(detectors)]``,
+    bit for bit, but when every detector is in its steady state (a full count-based
+    baseline, no episode) the rows are scored together in one set of array
+    operations; only a row with a flagged reading is redone on its own.
+    """
+    m = int(times.shape[0])
+    first = detectors[0]
+    window = first.window
+    if m <= _SCALAR_RUN or not all(
+        d.window == window
+        and d.min_std == first.min_std
+        and d.window_ms is None
+        and d._anchored
+        and d._hi - d._lo >= window
+        and d._since_anchor + m + 1 < d._recentre_every
+        for d in detectors
+    ):
+        return [d.update_many(times, values[r]).alerts for r, d in enumerate(detectors)]
+    k = len(detectors)
+    centred = values - np.array([d._shift for d in detectors])[:, None]
+    acc = np.empty((2 * k, m + 1), dtype=np.float64)
+    acc[:k, 0] = [d._p1.item(d._hi) for d in detectors]
+    acc[k:, 0] = [d._p2.item(d._hi) for d in detectors]
+    acc[:k, 1:] = centred
+    np.multiply(centred, centred, out=acc[k:, 1:])
+    sums = np.cumsum(acc, axis=1)  # row by row, the same sequential accumulation as one series alone
+    stored = min(m, window)
+    heads = np.empty((2 * k, m), dtype=np.float64)
+    heads[:k, :stored] = np.stack([d._p1[d._hi - window : d._hi - window + stored] for d in detectors])
+    heads[k:, :stored] = np.stack([d._p2[d._hi - window : d._hi - window + stored] for d in detectors])
+    if m > window:
+        heads[:, window:] = sums[:, : m - window]
+    s1 = sums[:k, :m] - heads[:k]
+    s2 = sums[k:, :m] - heads[k:]
+    mean_c = s1 / float(window)
+    var = (s2 - s1 * mean_c) / float(window - 1)
+    std = np.sqrt(np.maximum(var, 0.0))
+    z = (centred - mean_c) / np.maximum(std, first.min_std)
+    warning = np.array([d.warning_z if window >= d.warmup else np.inf for d in detectors])
+    flagged = np.abs(z) >= warning[:, None]
+    firsts = np.where(flagged.any(axis=1), flagged.argmax(axis=1), m).tolist()
+    newest = np.maximum.accumulate(times)
+    n = np.full(m, window, dtype=np.int64)
+    out: list[list[Episode]] = []
+    for r, d in enumerate(detectors):
+        take = min(firsts[r], d._run_limit())
+        if take:
+            base = _Baseline(
+                n,
+                centred[r],
+                mean_c[r],
+                std[r],
+                z[r],
+                sums[r, 1:],
+                sums[k + r, 1:],
+                np.maximum(newest, d._newest),
+            )
+            d._accept(base, values[r], take)
+            d._normal_readings(take)
+        # From a row's first flagged reading on, the row goes its own way (episodes, exclusions).
+        if take < m:
+            out.append(d.update_many(times[take:], values[r, take:]).alerts)
+        else:
+            d._flag = 0
+            out.append([])
     return out

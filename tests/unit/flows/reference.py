@@ -68,12 +68,13 @@ def zscore_reference(
     cooldown: int = 3,
     max_episode: int = 30,
     min_std: float = 1e-9,
-) -> tuple[list[float], list[int], list[RefEpisode]]:
-    """Z and level (0/1/2) of every reading, and every episode as it finally stood."""
+) -> tuple[list[float], list[int], list[int], list[RefEpisode]]:
+    """Per reading: z, its level (0/1/2) and the alert it raised (0/1/2); and every episode as it ended."""
     accepted: list[tuple[int, float, int]] = []  # (time, value, newest time when taken)
     newest = -(2**62)
     zs: list[float] = []
     levels: list[int] = []
+    raised: list[int] = []
     episodes: list[RefEpisode] = []
     ep: RefEpisode | None = None
     normals = 0
@@ -95,17 +96,18 @@ def zscore_reference(
         level = 0
         if n >= warmup:
             level = 2 if abs(z) >= critical_z else 1 if abs(z) >= warning_z else 0
-        zs.append(z)
-        levels.append(level)
+        alert = 0
         if level:
             if ep is None:
                 ep = RefEpisode(t, t, x, z, mean, std, level, 1)
                 episodes.append(ep)
                 recent = [(t, x)]
+                alert = level
             else:
                 ep.flagged += 1
                 recent.append((t, x))
                 if abs(z) > abs(ep.z):
+                    alert = level if level > ep.level else 0
                     ep.peak_ms, ep.value, ep.z, ep.mean, ep.std, ep.level = t, x, z, mean, std, level
             normals = 0
             if ep.flagged >= max_episode:
@@ -122,9 +124,15 @@ def zscore_reference(
             if ep is not None:
                 normals += 1
                 if normals >= cooldown:
+                    if ep.flagged == 1:  # an isolated exceedance joins, capped at the warning threshold
+                        capped = ep.mean + math.copysign(warning_z * max(ep.std, min_std), ep.z)
+                        accepted.append((ep.peak_ms, capped, newest))
                     ep = None
                     normals = 0
-    return zs, levels, episodes
+        zs.append(z)
+        levels.append(level)
+        raised.append(alert)
+    return zs, levels, raised, episodes
 
 
 def trend_reference(

@@ -169,7 +169,7 @@ def test_alerts_equal_the_reference_detector(scenario, one_worker):
     for device, sent in scenario[1]["iot"].items():
         kept = _on_time(sent, 3000)
         for row, metric in enumerate(METRICS):
-            _, _, episodes = zscore_reference(
+            _, _, _, episodes = zscore_reference(
                 [r[0] for r in kept], [r[1 + row] for r in kept], window=60, warmup=15, max_episode=8
             )
             for ep in episodes:

@@ -4,7 +4,7 @@ import pickle
 import numpy as np
 import pytest
 
-from flows.zscore import Score, ZScoreDetector
+from flows.zscore import Score, ZScoreDetector, update_rows
 from sinks.records import Severity
 from tests.unit.flows.reference import zscore_reference
 
@@ -39,10 +39,17 @@ def _run_one_by_one(det, times, values):
 )
 def test_scores_match_the_naive_reference(kwargs):
     times, values = _series(2500, seed=8, anomalies=40, shift_at=1800)
-    got = _run_one_by_one(ZScoreDetector(**kwargs), times, values)
-    zs, levels, _ = zscore_reference(times.tolist(), values.tolist(), **kwargs)
-    assert [LEVELS[s.severity] for s in got] == levels
-    assert sum(levels) > 0
+    det = ZScoreDetector(**kwargs)
+    got, flags = [], []
+    for t, v in zip(times, values, strict=True):
+        got.append(det.update(int(t), float(v)))
+        flags.append(det.flag)
+    zs, levels, raised, _ = zscore_reference(times.tolist(), values.tolist(), **kwargs)
+    assert [LEVELS[s.severity] for s in got] == raised
+    assert [LEVELS[f] for f in flags] == levels
+    assert sum(raised) > 0 and sum(levels) > sum(raised), (
+        "further flagged readings of an episode raise nothing"
+    )
     np.testing.assert_allclose([s.z for s in got], zs, rtol=1e-9, atol=1e-9)
 
 
@@ -65,6 +72,7 @@ def test_blocks_of_any_size_give_bit_identical_results(kwargs):
         i += k
     assert [s.z for s in one] == z
     assert [s.severity for s in one] == levels
+    assert single.flag == blocked.flag
     assert alerts and pickle.dumps(blocked.episode) == pickle.dumps(single.episode)
 
 
@@ -73,7 +81,7 @@ def test_episodes_match_the_reference_with_their_peaks():
     det = ZScoreDetector(window=100, warmup=20)
     alerts = det.update_many(times, values).alerts
     latest = {ep.start_ms: ep for ep in alerts}
-    _, _, episodes = zscore_reference(times.tolist(), values.tolist(), window=100, warmup=20)
+    _, _, _, episodes = zscore_reference(times.tolist(), values.tolist(), window=100, warmup=20)
     assert sorted(latest) == [e.start_ms for e in episodes]
     for ref in episodes:
         ep = latest[ref.start_ms]
@@ -188,3 +196,70 @@ def test_a_restored_detector_continues_exactly():
 def test_bad_configuration_is_refused(kwargs):
     with pytest.raises(ValueError):
         ZScoreDetector(**kwargs)
+
+
+def test_rows_scored_together_equal_each_detector_alone():
+    rng = np.random.default_rng(25)
+    times = T0 + np.cumsum(rng.integers(100, 900, 6000)).astype(np.int64)
+    values = rng.normal(0, 1, (3, 6000)) * np.array([[0.3], [2.0], [0.5]]) + np.array(
+        [[20.0], [45.0], [1013.0]]
+    )
+    values[0, 3000:3010] += 5
+    values[2, 4000:] += 4
+    together = [ZScoreDetector(window=100, warmup=20, max_episode=10) for _ in range(3)]
+    alone = [ZScoreDetector(window=100, warmup=20, max_episode=10) for _ in range(3)]
+    got: list[list] = [[], [], []]
+    want: list[list] = [[], [], []]
+    for i in range(0, 6000, 73):
+        for r, alerts in enumerate(update_rows(together, times[i : i + 73], values[:, i : i + 73])):
+            got[r] += alerts
+        for r, det in enumerate(alone):
+            want[r] += det.update_many(times[i : i + 73], values[r, i : i + 73]).alerts
+    assert got == want and all(got)
+    assert [pickle.dumps(d) for d in together] == [pickle.dumps(d) for d in alone]
+
+
+def _steady(det, n=200, seed=26):
+    values = np.random.default_rng(seed).normal(0, 1, n)
+    det.update_many(T0 + np.arange(n, dtype=np.int64), values)
+    return n
+
+
+def test_an_episode_raises_an_alert_when_it_starts_and_again_only_when_it_turns_critical():
+    det = ZScoreDetector(window=200, warmup=30)
+    n = _steady(det)
+    raised = [
+        det.update(T0 + n + i, v).severity for i, v in enumerate([4.0, 4.5, 9.0, 9.5, 0.1, 0.0, -0.1, 4.2])
+    ]
+    assert raised == [
+        Severity.WARNING,  # the episode starts
+        Severity.NONE,  # still the same episode
+        Severity.CRITICAL,  # it escalates
+        Severity.NONE,
+        Severity.NONE,
+        Severity.NONE,
+        Severity.NONE,  # three normal readings ended it
+        Severity.WARNING,  # a new episode
+    ]
+    assert det.flag is Severity.WARNING
+
+
+def test_an_isolated_exceedance_joins_the_baseline_capped_and_a_burst_does_not():
+    det = ZScoreDetector(window=1000, warmup=30, cooldown=2)
+    n = _steady(det)
+    det.update(T0 + n, 50.0)
+    spike = det.episode
+    for i in range(2):
+        det.update(T0 + n + 1 + i, 0.0)
+    assert det.baseline_size == n + 2 + 1, "the spike joined, after the episode ended"
+    burst = ZScoreDetector(window=1000, warmup=30, cooldown=2)
+    _steady(burst)
+    for i, v in enumerate([50.0, 60.0, 0.0, 0.0]):
+        burst.update(T0 + n + i, v)
+    assert burst.baseline_size == n + 2, "a burst stays out"
+    # Capped at the warning threshold: what the next reading is scored against.
+    assert spike is not None
+    capped = spike.mean + 3.0 * spike.std
+    base = [*np.random.default_rng(26).normal(0, 1, n).tolist(), 0.0, 0.0, capped]
+    z, _ = det.update(T0 + n + 3, 1.0)
+    assert z == pytest.approx((1.0 - np.mean(base)) / np.std(base, ddof=1), rel=1e-9)
