@@ -17,7 +17,7 @@ every result; the script prints events/s of each and the ratio.
 
 Both flows use a frozen clock, so they are purely event-time driven.
 
-    .venv/bin/python bench/bench_core.py [--events 200000] [--devices 10] [--hz 10]
+    .venv/bin/python bench/bench_core.py [--events 200000] [--devices 10] [--hz 100]
 """
 
 from __future__ import annotations
@@ -60,8 +60,14 @@ T0 = 1_750_000_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def make_messages(events: int, devices: int, hz: float, seed: int = 7) -> list[KafkaSourceMessage]:
-    """Readings of `devices` devices at `hz` each, interleaved, jittered, with spikes and a few bad ones."""
+def make_messages(
+    events: int, devices: int, hz: float, batch: int, seed: int = 7
+) -> list[KafkaSourceMessage]:
+    """Readings of `devices` devices at `hz` each, jittered, with spikes and a few bad ones.
+
+    Keyed by device onto 3 partitions, and ordered as a Kafka source delivers a
+    backlog: `batch` messages of one partition, then of the next.
+    """
     rng = np.random.default_rng(seed)
     step = 1000.0 / hz / devices
     times = (T0 + np.arange(events) * step + rng.integers(-200, 200, events)).astype(np.int64)
@@ -72,7 +78,7 @@ def make_messages(events: int, devices: int, hz: float, seed: int = 7) -> list[K
     pres = 1013 + rng.normal(0, 0.5, events)
     spikes = rng.random(events) < 0.002
     temp[spikes] += rng.choice([-1, 1], int(spikes.sum())) * rng.uniform(4, 8, int(spikes.sum()))
-    msgs = []
+    by_partition: list[list[KafkaSourceMessage]] = [[], [], []]
     for i in range(events):
         device = f"dev-{dev[i]:04d}"
         value = SensorReading(
@@ -84,12 +90,26 @@ def make_messages(events: int, devices: int, hz: float, seed: int = 7) -> list[K
         ).to_json()
         if i % 5000 == 4999:
             value = value[: len(value) // 2]  # truncated: a dead letter
-        msgs.append(
+        partition = int(dev[i]) % 3
+        by_partition[partition].append(
             KafkaSourceMessage(
-                key=device.encode(), value=value, topic="iot.readings", partition=int(dev[i]) % 3, offset=i
+                key=device.encode(),
+                value=value,
+                topic="iot.readings",
+                partition=partition,
+                offset=len(by_partition[partition]),
             )
         )
-    return msgs
+    return _as_consumed(by_partition, batch)
+
+
+def _as_consumed(by_partition: list[list[KafkaSourceMessage]], batch: int) -> list[KafkaSourceMessage]:
+    """The order a Kafka source delivers them in: a batch from each partition in turn."""
+    out: list[KafkaSourceMessage] = []
+    for start in range(0, max(len(p) for p in by_partition), batch):
+        for part in by_partition:
+            out.extend(part[start : start + batch])
+    return out
 
 
 # --- core -------------------------------------------------------------------
@@ -315,7 +335,9 @@ def main() -> int:
         "--events", type=int, default=200_000, help="IoT messages to process (default 200000)"
     )
     parser.add_argument("--devices", type=int, default=10, help="devices (default 10)")
-    parser.add_argument("--hz", type=float, default=10.0, help="readings per second per device (default 10)")
+    parser.add_argument(
+        "--hz", type=float, default=100.0, help="readings per second per device (default 100)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="core runs; the best is reported (default 3)")
     parser.add_argument("--skip-baseline", action="store_true", help="only run the core")
     args = parser.parse_args()
@@ -325,7 +347,7 @@ def main() -> int:
         f"# bench_core: {args.events} IoT messages, {args.devices} devices at {args.hz} Hz of event time, "
         f"batch {settings.kafka_batch_size}, 1 worker, {os.cpu_count()} CPUs (shared: figures are noisy)"
     )
-    msgs = make_messages(args.events, args.devices, args.hz)
+    msgs = make_messages(args.events, args.devices, args.hz, settings.kafka_batch_size)
     core_s = math.inf
     out: list[Any] = []
     for _ in range(args.repeat):

@@ -29,6 +29,7 @@ import itertools
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from operator import attrgetter, itemgetter
 from typing import Annotated, Any, Protocol
 
@@ -356,12 +357,16 @@ class Decoder:
                 return [d.get(name, _MISSING) for d in docs]
 
         literal = column(rules.literal_field)
-        ok &= _typed(literal, (int,)) & np.isin(_as_int(literal), rules.literal_values)
+        literal_ok = np.zeros(n, dtype=bool)
+        literal_values = _as_int(literal)
+        for allowed in rules.literal_values:
+            literal_ok |= literal_values == allowed
+        ok &= _typed(literal, (int,)) & literal_ok
         ids = column(rules.id_field)
         known = self._device_code
         if not _all_of(ids, (str,)):
             ids = [x if type(x) is str else "" for x in ids]
-        codes[:] = [known.get(x, -1) for x in ids]
+        codes[:] = np.fromiter(map(known.get, ids, repeat(-1)), dtype=np.int64, count=n)
         if (codes < 0).any():
             # New ids: the model's rule for the id alone; valid ones join the cache.
             for new in {x for x, c in zip(ids, codes.tolist(), strict=True) if c < 0 and x}:
@@ -370,7 +375,7 @@ class Decoder:
                 except ValidationError:
                     continue
                 self._code(new)
-            codes[:] = [known.get(x, -1) for x in ids]
+            codes[:] = np.fromiter(map(known.get, ids, repeat(-1)), dtype=np.int64, count=n)
         ok &= codes >= 0
         stamps = column(rules.time_field)
         ok &= _typed(stamps, (int,))

@@ -33,7 +33,7 @@ from flows.stats import summarize_rows
 from flows.trend import RollingTrend
 from flows.watermark import Watermark
 from flows.windows import PaneWindows, WindowSpec
-from flows.zscore import Episode, ZScoreDetector
+from flows.zscore import Episode, ZScoreDetector, update_rows
 from sinks.records import (
     ActivityWindow,
     Alert,
@@ -251,8 +251,7 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, DeviceState]):
     def _detect(self, times: np.ndarray, values: np.ndarray, out: list[SinkRecord]) -> None:
         st = self.state
         assert st is not None
-        for row, (metric, detector) in enumerate(zip(METRICS, st.detectors, strict=True)):
-            alerts = detector.update_many(times, values[row]).alerts
+        for metric, alerts in zip(METRICS, update_rows(st.detectors, times, values), strict=True):
             if alerts:
                 # An episode may start and grow within one batch: its latest version is enough.
                 latest: dict[int, Episode] = {ep.start_ms: ep for ep in alerts}

@@ -56,3 +56,9 @@ def test_rows_are_summarised_as_each_row_alone():
     rng = np.random.default_rng(4)
     rows = rng.normal(0, 1, (3, 257)) * np.array([[1.0], [100.0], [0.01]])
     assert summarize_rows(rows) == [summarize(r) for r in rows]
+
+
+def test_rows_of_a_column_major_array_are_summarised_the_same():
+    rng = np.random.default_rng(5)
+    rows = np.asfortranarray(rng.normal(0, 1, (3, 1001)))
+    assert summarize_rows(rows) == [summarize(r) for r in np.ascontiguousarray(rows)]
