@@ -9,34 +9,36 @@
 * a `DeadLetter` for every message that could not be used: never an exception.
 
 The wire rules are those of `sources.models` and nowhere else. Readings take a
-fast path that *proves* validity for the common shape: JSON parsed by orjson,
-then the checks pydantic would make, column by column with numpy, with the
-bounds read from `SensorReading`'s own field constraints and device ids known
-because the model accepted them before. A message the fast path cannot prove
-valid (an unknown device, a missing optional field, a wrong type, anything odd)
-goes through ``SensorReading.model_validate_json`` itself, which has the last
-word and the error message. So the fast path can only be slower, never more
-permissive (a property test checks it against the model).
+fast path that *proves* validity: a msgspec struct generated at import from
+`SensorReading`'s own fields (names, types, bounds, defaults; strict types and
+no unknown fields, like the model), and device ids known because the model's
+rule for the id accepted them before. A message the fast path cannot prove
+valid (bad JSON, a wrong type, anything odd) goes through
+``SensorReading.model_validate_json`` itself, which has the last word and the
+error message. So the fast path can only be slower, never more permissive: a
+property test feeds both mangled readings and compares. If the model ever gains
+a rule the generator does not understand (a validator, a new constraint), the
+fast path switches itself off rather than guess.
 
-Joining values into one JSON array would be faster still, but a crafted value
-(``{...},{...}``) could then shift every message after it onto its neighbour's
-position; parsing each value on its own keeps positions honest.
+Values are decoded one by one, not joined into one JSON array: a crafted value
+(``{...},{...}``) could otherwise shift every later message onto its
+neighbour's position.
 """
 
 from __future__ import annotations
 
 import itertools
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Annotated, Any, Protocol
 
 import annotated_types
+import msgspec
 import numpy as np
-import orjson
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from flows.activity import EVENT_TYPES
 from flows.clock import Clock
@@ -121,56 +123,42 @@ class EmptyMessageError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class _Bounds:
-    lo: float | None
-    lo_inclusive: bool
-    hi: float | None
-    hi_inclusive: bool
+class _FastPath:
+    """A msgspec decoder that checks what `SensorReading` checks, derived from its fields."""
 
-    def check(self, column: np.ndarray) -> np.ndarray:
-        ok = np.isfinite(column) if column.dtype.kind == "f" else np.ones(column.shape[0], dtype=bool)
-        if self.lo is not None:
-            ok &= column >= self.lo if self.lo_inclusive else column > self.lo
-        if self.hi is not None:
-            ok &= column <= self.hi if self.hi_inclusive else column < self.hi
-        return ok
-
-
-@dataclass(frozen=True, slots=True)
-class _ReadingRules:
-    """The fields of `SensorReading`, classified for the fast path."""
-
-    literal_field: str
-    literal_values: tuple[int, ...]
-    id_field: str
+    decoder: msgspec.json.Decoder[Any]
     id_check: TypeAdapter[str]
-    """The model's own rule for the id field, applied to an id alone."""
-    time_field: str
-    time_bounds: _Bounds
-    value_fields: tuple[str, ...]
-    value_bounds: tuple[_Bounds, ...]
+    """The model's own rule for the id field (length, pattern), applied to an id alone."""
+    columns: Callable[[Any], tuple[Any, ...]]
+    """(id, event time, temperature, humidity, pressure) of a decoded struct."""
+    stand_in: Any
+    """Takes a failed message's place so the columns stay uniform; its id is never valid."""
 
 
-def _bounds(metadata: Sequence[object]) -> _Bounds | None:
-    lo = hi = None
-    lo_inc = hi_inc = True
+def _meta(metadata: Sequence[object]) -> msgspec.Meta | None:
+    bounds: dict[str, Any] = {}
     for item in metadata:
         if isinstance(item, annotated_types.Ge):
-            lo, lo_inc = float(item.ge), True  # type: ignore[arg-type]
+            bounds["ge"] = item.ge
         elif isinstance(item, annotated_types.Gt):
-            lo, lo_inc = float(item.gt), False  # type: ignore[arg-type]
+            bounds["gt"] = item.gt
         elif isinstance(item, annotated_types.Le):
-            hi, hi_inc = float(item.le), True  # type: ignore[arg-type]
+            bounds["le"] = item.le
         elif isinstance(item, annotated_types.Lt):
-            hi, hi_inc = float(item.lt), False  # type: ignore[arg-type]
+            bounds["lt"] = item.lt
         else:
-            return None  # a constraint the fast path does not know: leave it to the model
-    return _Bounds(lo, lo_inc, hi, hi_inc)
+            raise TypeError(f"no fast path for constraint {item!r}")
+    return msgspec.Meta(**bounds) if bounds else None
 
 
-def _reading_rules() -> _ReadingRules | None:
-    """Classify `SensorReading`'s fields; None (no fast path) if anything is unexpected."""
-    model = SensorReading
+def _fast_path(model: type[BaseModel] = SensorReading) -> _FastPath | None:
+    """Translate `SensorReading` into a msgspec struct; None (no fast path) if anything is unexpected.
+
+    msgspec, like the model in strict mode, refuses strings for numbers, bools for
+    ints, floats for ints, unknown fields, and numbers out of range or not finite.
+    The id is checked apart (`id_check`): msgspec patterns are Python regexes,
+    which do not match exactly what pydantic's do.
+    """
     decorators = model.__pydantic_decorators__
     config = model.model_config
     if (
@@ -183,48 +171,37 @@ def _reading_rules() -> _ReadingRules | None:
         or config.get("allow_inf_nan", True)
     ):
         return None
-    literal: tuple[str, tuple[int, ...]] | None = None
-    ids: list[str] = []
-    id_check: TypeAdapter[str] | None = None
-    ints: list[tuple[str, _Bounds]] = []
-    floats: list[tuple[str, _Bounds]] = []
-    for name, info in model.model_fields.items():
-        annotation = info.annotation
-        bounds = _bounds(info.metadata)
-        if typing.get_origin(annotation) is typing.Literal:
-            values = typing.get_args(annotation)
-            if literal is not None or not all(type(v) is int for v in values) or info.metadata:
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    ids: list[tuple[str, TypeAdapter[str]]] = []
+    numbers: dict[Any, list[str]] = {int: [], float: []}
+    try:
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            if typing.get_origin(annotation) is typing.Literal and not info.metadata:
+                kind: Any = annotation
+            elif annotation is str and info.is_required():
+                kind = str
+                ids.append((name, TypeAdapter(Annotated[str, info], config=ConfigDict(strict=True))))
+            elif annotation in (int, float):
+                meta = _meta(info.metadata)
+                kind = annotation if meta is None else Annotated[annotation, meta]
+                numbers[annotation].append(name)
+            else:
                 return None
-            literal = (name, values)
-        elif annotation is str and info.is_required():
-            ids.append(name)
-            # The field's own constraints (length, pattern), strict like the model.
-            id_check = TypeAdapter(Annotated[str, info], config=ConfigDict(strict=True))
-        elif annotation is int and bounds is not None and info.is_required():
-            ints.append((name, bounds))
-        elif annotation is float and bounds is not None and info.is_required():
-            floats.append((name, bounds))
-        else:
-            return None
-    if literal is None or len(ids) != 1 or id_check is None or len(ints) != 1:
+            fields.append((name, kind) if info.is_required() else (name, kind, info.default))
+    except TypeError:
         return None
-    if tuple(name for name, _ in floats) != tuple(m.value for m in METRICS):
+    if len(ids) != 1 or len(numbers[int]) != 1 or tuple(numbers[float]) != tuple(m.value for m in METRICS):
         return None
-    return _ReadingRules(
-        literal_field=literal[0],
-        literal_values=literal[1],
-        id_field=ids[0],
-        id_check=id_check,
-        time_field=ints[0][0],
-        time_bounds=ints[0][1],
-        value_fields=tuple(name for name, _ in floats),
-        value_bounds=tuple(b for _, b in floats),
-    )
+    struct = msgspec.defstruct("FastSensorReading", fields, kw_only=True, forbid_unknown_fields=True)
+    id_field, id_check = ids[0]
+    order = (id_field, numbers[int][0], *numbers[float])
+    stand_in = struct(**{name: "" if name == id_field else 0 for name in order})
+    return _FastPath(msgspec.json.Decoder(struct), id_check, attrgetter(*order), stand_in)
 
 
-_RULES = _reading_rules()
-_FIELD_COUNT = len(SensorReading.model_fields)
-_MISSING = object()
+_FAST = _fast_path()
+_DECODE_ERRORS = (msgspec.DecodeError, TypeError, ValueError)  # ValueError: bad UTF-8 in a key
 
 
 def _stage_of(error: BaseException) -> str:
@@ -308,7 +285,7 @@ class Decoder:
         times = np.zeros(n, dtype=np.int64)
         columns = np.zeros((len(METRICS), n), dtype=np.float64)
         codes = np.full(n, -1, dtype=np.int64)
-        ok = self._fast(values, times, columns, codes) if _RULES is not None else np.zeros(n, dtype=bool)
+        ok = self._fast(values, times, columns, codes) if _FAST is not None else np.zeros(n, dtype=bool)
         for i in np.flatnonzero(~ok).tolist():
             self._slow(msgs[i], i, times, columns, codes, dead, now)
         valid = codes >= 0
@@ -331,61 +308,36 @@ class Decoder:
         self, values: list[bytes | None], times: np.ndarray, columns: np.ndarray, codes: np.ndarray
     ) -> np.ndarray:
         """Fill the arrays for messages proven valid; return which were."""
-        rules = _RULES
-        assert rules is not None
+        fast = _FAST
+        assert fast is not None
         n = len(values)
-        loads = orjson.loads
-        try:
-            docs: list[Any] = list(map(loads, values))  # type: ignore[arg-type]
-        except (orjson.JSONDecodeError, TypeError):
-            docs = [_loads_or_none(v) for v in values]
-        if set(map(type, docs)) == {dict} and set(map(len, docs)) == {_FIELD_COUNT}:
-            ok = np.ones(n, dtype=bool)
-        else:
-            shaped = [type(d) is dict and len(d) == _FIELD_COUNT for d in docs]
-            ok = np.array(shaped, dtype=bool)
-            if not ok.any():
-                return ok
-            # Stand-ins keep the columns uniform (and fast); their slots stay marked not ok.
-            template = docs[shaped.index(True)]
-            docs = [d if good else template for d, good in zip(docs, shaped, strict=True)]
-
-        def column(name: str) -> list[Any]:
+        decode = fast.decoder.decode
+        structs: list[Any] = []
+        failed: list[int] = []
+        while len(structs) < n:
             try:
-                return list(map(itemgetter(name), docs))
-            except KeyError:
-                return [d.get(name, _MISSING) for d in docs]
-
-        literal = column(rules.literal_field)
-        literal_ok = np.zeros(n, dtype=bool)
-        literal_values = _as_int(literal)
-        for allowed in rules.literal_values:
-            literal_ok |= literal_values == allowed
-        ok &= _typed(literal, (int,)) & literal_ok
-        ids = column(rules.id_field)
+                # extend() keeps what it decoded before a failure: one exception per bad message.
+                structs.extend(map(decode, values[len(structs) :]))  # type: ignore[arg-type]
+            except _DECODE_ERRORS:
+                failed.append(len(structs))
+                structs.append(fast.stand_in)
+        ok = np.ones(n, dtype=bool)
+        ok[failed] = False
+        ids, stamps, *metrics = zip(*map(fast.columns, structs), strict=True)
         known = self._device_code
-        if not _all_of(ids, (str,)):
-            ids = [x if type(x) is str else "" for x in ids]
         codes[:] = np.fromiter(map(known.get, ids, repeat(-1)), dtype=np.int64, count=n)
         if (codes < 0).any():
             # New ids: the model's rule for the id alone; valid ones join the cache.
-            for new in {x for x, c in zip(ids, codes.tolist(), strict=True) if c < 0 and x}:
+            for new in {x for x, c in zip(ids, codes.tolist(), strict=True) if c < 0}:
                 try:
-                    rules.id_check.validate_python(new)
+                    fast.id_check.validate_python(new)
                 except ValidationError:
                     continue
                 self._code(new)
             codes[:] = np.fromiter(map(known.get, ids, repeat(-1)), dtype=np.int64, count=n)
         ok &= codes >= 0
-        stamps = column(rules.time_field)
-        ok &= _typed(stamps, (int,))
-        times[:] = _as_int(stamps)
-        ok &= rules.time_bounds.check(times)
-        for row, (name, bounds) in enumerate(zip(rules.value_fields, rules.value_bounds, strict=True)):
-            col = column(name)
-            ok &= _typed(col, (float, int))
-            columns[row] = _as_float(col)
-            ok &= bounds.check(columns[row])
+        times[:] = stamps
+        columns[:] = metrics
         codes[~ok] = -1
         return ok
 
@@ -500,60 +452,3 @@ def _dead(msg: Any, stage: str, error: BaseException, now: int) -> DeadLetter:
         error=error,
         failed_at=now,
     )
-
-
-def _loads_or_none(value: bytes | None) -> Any:
-    if value is None:
-        return None
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _all_of(column: list[Any], types: tuple[type, ...]) -> bool:
-    return set(map(type, column)).issubset(types)
-
-
-def _typed(column: list[Any], types: tuple[type, ...]) -> np.ndarray:
-    """Which entries have exactly one of `types` (``bool`` is not an ``int`` here, as in strict pydantic)."""
-    n = len(column)
-    if _all_of(column, types):
-        return np.ones(n, dtype=bool)
-    return np.fromiter((type(x) in types for x in column), dtype=bool, count=n)
-
-
-def _as_int(column: list[Any]) -> np.ndarray:
-    """int64 values; entries that are not int64-sized ints become 0 (they are marked not ok)."""
-    if _all_of(column, (int,)):
-        try:
-            return np.array(column, dtype=np.int64)
-        except OverflowError:
-            pass
-    return np.fromiter((_int_or_zero(x) for x in column), dtype=np.int64, count=len(column))
-
-
-def _int_or_zero(x: Any) -> int:
-    return x if type(x) is int and -(2**63) <= x < 2**63 else 0
-
-
-def _as_float(column: list[Any]) -> np.ndarray:
-    """float64 values; entries that are not finite numbers become NaN (they are marked not ok)."""
-    if _all_of(column, (float, int)):
-        try:
-            return np.array(column, dtype=np.float64)
-        except OverflowError:
-            pass
-    return np.fromiter(
-        (float(x) if type(x) in (float, int) and _finite_float(x) else np.nan for x in column),
-        dtype=np.float64,
-        count=len(column),
-    )
-
-
-def _finite_float(x: float | int) -> bool:
-    try:
-        float(x)
-    except OverflowError:
-        return False
-    return True

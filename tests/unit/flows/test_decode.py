@@ -1,15 +1,16 @@
 import json
 import math
+from typing import Annotated
 
 import numpy as np
 import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from flows.clock import ManualClock
-from flows.decode import EVENT_TYPES, Decoder, type_code
+from flows.decode import EVENT_TYPES, Decoder, _fast_path, type_code
 from sources.models import EventType, SensorReading
 from tests.unit.flows.messages import ACTIVITY, IOT, activity_event, activity_message, iot_message, reading
 
@@ -158,6 +159,32 @@ _VALUE = st.one_of(
 )
 
 
+_NUMBER_TOKENS = [
+    b"1e2",
+    b"1E+2",
+    b"-0",
+    b"-0.0",
+    b"1.75e12",
+    b"175e10",
+    b"1749999999000.0",
+    b"1749999999000.5",
+    b"99999999999999999999999",
+    b"1e309",
+    b"-1e309",
+    b"0x10",
+    b"01",
+    b"+1",
+    b".5",
+    b"5.",
+    b"1",
+    b"true",
+    b"null",
+    b'"1"',
+    b"[]",
+    b"{}",
+]
+
+
 @st.composite
 def _reading_like(draw):
     doc = {
@@ -176,6 +203,20 @@ def _reading_like(draw):
         else:
             doc.pop(field, None)
     raw = json.dumps(doc, indent=draw(st.sampled_from([None, 1]))).encode()
+    if draw(st.integers(0, 3)) == 0:
+        # Number spellings JSON allows and ones it does not.
+        field = draw(st.sampled_from([b"event_time", b"temperature", b"schema_version"]))
+        token = draw(st.sampled_from(_NUMBER_TOKENS))
+        head, sep, tail = raw.partition(b'"' + field + b'": ')
+        if sep:
+            end = min(
+                (i for i in (tail.find(b","), tail.find(b"}"), tail.find(b"\n")) if i >= 0), default=len(tail)
+            )
+            raw = head + sep + token + tail[end:]
+    if draw(st.integers(0, 5)) == 0:
+        raw = raw.replace(
+            b'"humidity"', draw(st.sampled_from([b'"humidit\\u0079"', b'"humidity": 1, "humidity"']))
+        )
     if draw(st.integers(0, 9)) == 0:
         cut = draw(st.integers(0, len(raw)))
         raw = raw[:cut] + draw(st.binary(max_size=4)) + raw[cut:]
@@ -209,3 +250,19 @@ def test_many_new_devices_in_one_batch_take_the_fast_path():
     assert len(out.iot) == 300 and not out.dead
     assert {b.device_id for b in out.iot} == {f"dev-{i}" for i in range(300)}
     assert np.concatenate([b.times for b in out.iot]).size == 300
+
+
+def test_the_fast_path_is_on_for_the_wire_model_and_off_for_rules_it_does_not_know():
+    assert _fast_path() is not None
+
+    class Validated(SensorReading):
+        @field_validator("temperature")
+        @classmethod
+        def _odd(cls, v: float) -> float:
+            return v
+
+    class Constrained(SensorReading):
+        pressure: Annotated[float, Field(multiple_of=0.5)]
+
+    assert _fast_path(Validated) is None
+    assert _fast_path(Constrained) is None
