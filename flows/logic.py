@@ -205,7 +205,8 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, DeviceState]):
                 records.extend(self._trends())
         newest = int(np.argmax(times))
         if st.latest is None or int(times[newest]) > st.latest[0]:
-            st.latest = (int(times[newest]), *(float(v) for v in readings[:, newest]))  # type: ignore[assignment]
+            temperature, humidity, pressure = readings[:, newest].tolist()
+            st.latest = (int(times[newest]), temperature, humidity, pressure)
             records.append(self._latest())
         records.extend(self._close(st.watermark.value_ms))
         return [KeyOutput(tuple(records), late_count)], StatefulBatchLogic.RETAIN
@@ -216,6 +217,9 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, DeviceState]):
         if st is None:
             return _NOTHING
         closed = self._close(st.watermark.tick(self.clock.now_ms()))
+        if st.trend_dirty:
+            # Gone quiet: report the trend with every reading in it.
+            closed.extend(self._trends())
         return ([KeyOutput(tuple(closed))] if closed else []), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[KeyOutput], bool]:

@@ -159,3 +159,15 @@ def test_the_runtime_wakes_an_idle_device_without_spinning():
     assert closed_a < first_b, "device a's window closed while it was idle, before b's reading came"
     assert wall >= 2.0
     assert cpu < 0.5 * wall, f"busy loop: {cpu:.2f} s of CPU in {wall:.2f} s"
+
+
+def test_a_quiet_device_reports_its_latest_trend_when_woken():
+    clock = ManualClock(0)
+    logic = _device(clock, allowed_lateness_s=0.0)
+    # Two readings in one trend bucket: the first batch reports the trend, the second only updates it.
+    logic.on_batch([_block("d", [T0 + 1_000])])
+    out, _ = logic.on_batch([_block("d", [T0 + 2_000], base=25.0)])
+    assert not [r for r in _records(out) if type(r).__name__ == "TrendState"]
+    clock.advance(10_000)
+    woken = [r for r in _records(logic.on_notify()[0]) if type(r).__name__ == "TrendState"]
+    assert [(r.points, r.updated_ms) for r in woken] == [(2, T0 + 2_000)] * 3
