@@ -318,7 +318,7 @@ def test_an_aborted_run_resumed_from_its_snapshots_ends_like_an_uninterrupted_on
             clock=ManualClock(NOW),
         )
         run_main(flow, epoch_interval=timedelta(0), recovery_config=RecoveryConfig(str(tmp_path)))
-    resumed = [c for c in runs[1] if isinstance(c, PipelineCounters)][0]
+    resumed = next(c for c in runs[1] if isinstance(c, PipelineCounters))
     assert resumed.events_in > len(msgs) // 3, "the second execution resumed from a snapshot"
     assert _final(runs[0] + runs[1]) == _final(one_worker[0]), "replays overwrite; totals are absolute"
     assert {d.offset for d in dlq} == {d.offset for d in one_worker[1]}
