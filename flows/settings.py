@@ -7,9 +7,12 @@ below works in integer epoch milliseconds, so the ``*_ms`` properties convert.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, ValidationInfo, field_validator
 
-from config.settings import KafkaConnection, RedisConnection
+from config.settings import KafkaConnection, Port
+from sinks.settings import SinkSettings
 from sources.models import Metric
 
 
@@ -22,8 +25,32 @@ def window_name(length_ms: int) -> str:
     return f"{length_ms // 1000}s" if length_ms % 1000 == 0 else f"{length_ms}ms"
 
 
-class FlowSettings(KafkaConnection, RedisConnection):
-    """What the dataflow computes and how it reads its input."""
+class FlowSettings(KafkaConnection, SinkSettings):
+    """What the dataflow computes, how it reads its input and where it writes (Redis sink settings)."""
+
+    kafka_start_from: Literal["earliest", "latest"] = Field(
+        "earliest",
+        description=(
+            "Where a first start reads each partition from: earliest (the whole topic) or latest (only new "
+            "events). After that, recovery snapshots hold the offsets and this is not used."
+        ),
+    )
+    kafka_stop_at_end: bool = Field(
+        False,
+        description="Stop at the end of every partition (batch runs, tests, benchmarks) instead of tailing.",
+    )
+    kafka_statistics_interval_ms: int = Field(
+        1000,
+        ge=0,
+        description="How often librdkafka reports statistics (Bytewax's consumer-lag gauge); 0: never.",
+    )
+    flow_metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address the dataflow's Prometheus metrics listen on (0.0.0.0 in containers).",
+    )
+    flow_metrics_port: Port | Literal[0] = Field(
+        9100, description="Port of the dataflow's Prometheus metrics; 0 turns them off. One per process."
+    )
 
     kafka_batch_size: int = Field(
         1000, ge=1, le=100_000, description="Most messages read from one Kafka partition per poll."

@@ -17,6 +17,7 @@ from flows.dataflow import build_flow
 from flows.logic import alert_id
 from flows.settings import FlowSettings
 from flows.trend import BUCKETS_PER_SPAN
+from sinks.dead_letters import DeadLetterSink
 from sinks.records import (
     ActivityWindow,
     Alert,
@@ -28,6 +29,7 @@ from sinks.records import (
     TrendState,
     WindowStats,
 )
+from sinks.redis_sink import RedisSink
 from sources.models import DeadLetter, SensorReading
 from tests.unit.flows.messages import activity_event, activity_message, iot_message, reading
 from tests.unit.flows.reference import late_flags, window_aggregates, zscore_reference
@@ -292,11 +294,11 @@ def test_the_batch_size_does_not_change_the_output(scenario, one_worker):
     assert _final(out) == _final(one_worker[0])
 
 
-def test_a_sink_and_a_dead_letter_sink_are_required():
-    with pytest.raises(ValueError, match="sink"):
-        build_flow(FlowSettings(), TestingSource([]), None, TestingSink([]))
-    with pytest.raises(ValueError, match="dead-letter"):
-        build_flow(FlowSettings(), TestingSource([]), TestingSink([]), None)
+def test_without_sinks_the_flow_writes_to_redis_and_the_dead_letter_topic():
+    flow = build_flow(FlowSettings(), TestingSource([]))
+    steps = {step.step_name: step for step in flow.substeps}
+    assert isinstance(steps["write_sink"].sink, RedisSink)
+    assert isinstance(steps["write_dlq"].sink, DeadLetterSink)
 
 
 def test_an_aborted_run_resumed_from_its_snapshots_ends_like_an_uninterrupted_one(
