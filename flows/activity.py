@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from flows.watermark import Watermark
+from flows.watermark import NO_TIME, Watermark
 from sinks.records import EventType
 
 EVENT_TYPES: tuple[EventType, ...] = tuple(EventType)
@@ -67,11 +67,29 @@ class ActivityUpdate:
 class ActivityWindows:
     """Tumbling activity windows with per-partition watermarks, and the leaderboard."""
 
-    __slots__ = ("late_events", "lateness_ms", "leaderboard", "length_ms", "watermarks", "windows")
+    __slots__ = (
+        "closed_below_ms",
+        "expected_partitions",
+        "first_seen_ms",
+        "late_events",
+        "lateness_ms",
+        "leaderboard",
+        "length_ms",
+        "watermarks",
+        "windows",
+    )
 
-    def __init__(self, *, length_ms: int, lateness_ms: int) -> None:
+    def __init__(self, *, length_ms: int, lateness_ms: int, expected_partitions: int = 1) -> None:
         self.length_ms = length_ms
         self.lateness_ms = lateness_ms
+        self.expected_partitions = expected_partitions
+        """Partitions of the activity topic. Until each has been heard from (or the allowed lateness
+        has passed on the clock since the first event), no window closes: the silent one may still
+        hold the oldest events, and Bytewax interleaves partitions in no fixed order."""
+        self.first_seen_ms: int | None = None
+        """Clock time of the first event of any partition."""
+        self.closed_below_ms = NO_TIME
+        """Every window ending at or before this has been emitted; its stragglers are late."""
         self.watermarks: dict[int, Watermark] = {}
         self.windows: dict[int, WindowAccumulator] = {}
         self.leaderboard: dict[str, int] = {}
@@ -81,6 +99,8 @@ class ActivityWindows:
         return {name: getattr(self, name) for name in self.__slots__}
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        # Defaults first, so a snapshot from before a field existed still restores.
+        self.expected_partitions, self.first_seen_ms, self.closed_below_ms = 1, None, NO_TIME
         for name, value in state.items():
             setattr(self, name, value)
 
@@ -103,7 +123,11 @@ class ActivityWindows:
         wm = self.watermarks.get(partition)
         if wm is None:
             wm = self.watermarks[partition] = Watermark(self.lateness_ms)
-        late = wm.observe(times, now_ms)
+        if self.first_seen_ms is None and times.shape[0]:
+            self.first_seen_ms = now_ms
+        late = wm.observe(times, now_ms) | (
+            times - times % self.length_ms + self.length_ms <= self.closed_below_ms
+        )
         n_late = int(late.sum())
         self.late_events += n_late
         purchases = np.flatnonzero(types == PURCHASE_CODE).tolist()
@@ -133,7 +157,10 @@ class ActivityWindows:
         """The global watermark: the lowest of the partitions' (None before any event)."""
         if not self.watermarks:
             return None
-        return min(wm.tick(now_ms) for wm in self.watermarks.values())
+        low = min(wm.tick(now_ms) for wm in self.watermarks.values())
+        if len(self.watermarks) < self.expected_partitions and not self._waited_for_silent(now_ms):
+            return None
+        return low
 
     def close(self, now_ms: int) -> list[ActivitySummary]:
         """Close every window whose end the global watermark has reached, oldest first."""
@@ -141,6 +168,7 @@ class ActivityWindows:
         if watermark is None:
             return []
         due = sorted(s for s in self.windows if s + self.length_ms <= watermark)
+        self.closed_below_ms = max(self.closed_below_ms, watermark)
         return [self._summary(s, self.windows.pop(s)) for s in due]
 
     def pending(self) -> list[ActivitySummary]:
@@ -153,7 +181,12 @@ class ActivityWindows:
             return None
         end = min(self.windows) + self.length_ms
         dues = [wm.due_at_ms(end) for wm in self.watermarks.values()]
+        if len(self.watermarks) < self.expected_partitions and self.first_seen_ms is not None:
+            dues.append(self.first_seen_ms + self.lateness_ms)
         return max(d for d in dues if d is not None)
+
+    def _waited_for_silent(self, now_ms: int) -> bool:
+        return self.first_seen_ms is not None and now_ms - self.first_seen_ms >= self.lateness_ms
 
     def _summary(self, start: int, acc: WindowAccumulator) -> ActivitySummary:
         events = acc.events

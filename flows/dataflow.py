@@ -135,7 +135,12 @@ def build_flow(
     op.output("write_dlq", decoded.dead_letters, dlq_sink)
     iot = iot_analytics("iot", decoded.iot, IotParams.from_settings(settings), clock)
     activity = activity_analytics(
-        "activity", decoded.activity, settings.activity_ms, settings.lateness_ms, clock
+        "activity",
+        decoded.activity,
+        settings.activity_ms,
+        settings.lateness_ms,
+        clock,
+        settings.activity_partitions,
     )
     counters = count_pipeline("pipeline", decoded.counts, iot.late, activity.late)
     records = op.merge("collect_records", iot.records, activity.records, counters)

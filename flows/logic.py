@@ -337,11 +337,20 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, DeviceState]):
 class ActivityLogic(StatefulBatchLogic[ActivityBlock, KeyOutput, ActivityWindows]):
     """The site's activity windows and leaderboard (one key)."""
 
-    def __init__(self, window_ms: int, lateness_ms: int, clock: Clock, state: ActivityWindows | None) -> None:
+    def __init__(
+        self,
+        window_ms: int,
+        lateness_ms: int,
+        clock: Clock,
+        state: ActivityWindows | None,
+        partitions: int = 1,
+    ) -> None:
         self.clock = clock
         self.name = window_name(window_ms)
         self.state = (
-            state if state is not None else ActivityWindows(length_ms=window_ms, lateness_ms=lateness_ms)
+            state
+            if state is not None
+            else ActivityWindows(length_ms=window_ms, lateness_ms=lateness_ms, expected_partitions=partitions)
         )
         if state is not None:
             state.resume(clock.now_ms())
@@ -427,7 +436,7 @@ def device_builder(params: IotParams, clock: Clock) -> Callable[[DeviceState | N
 
 
 def activity_builder(
-    window_ms: int, lateness_ms: int, clock: Clock
+    window_ms: int, lateness_ms: int, clock: Clock, partitions: int = 1
 ) -> Callable[[ActivityWindows | None], ActivityLogic]:
-    """Builder of `ActivityLogic` for `bytewax.operators.stateful_batch`."""
-    return lambda state: ActivityLogic(window_ms, lateness_ms, clock, state)
+    """Builder of `ActivityLogic` for `bytewax.operators.stateful_batch` (`partitions`: of the topic)."""
+    return lambda state: ActivityLogic(window_ms, lateness_ms, clock, state, partitions)

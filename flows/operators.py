@@ -112,10 +112,15 @@ def iot_analytics(step_id: str, up: KeyedStream[IotBlock], params: IotParams, cl
 
 @operator
 def activity_analytics(
-    step_id: str, up: KeyedStream[ActivityBlock], window_ms: int, lateness_ms: int, clock: Clock
+    step_id: str,
+    up: KeyedStream[ActivityBlock],
+    window_ms: int,
+    lateness_ms: int,
+    clock: Clock,
+    partitions: int = 1,
 ) -> AnalyticsOut:
-    """Site activity windows and the purchase leaderboard."""
-    outputs = op.stateful_batch("site", up, activity_builder(window_ms, lateness_ms, clock))
+    """Site activity windows (closed once all the topic's `partitions` passed them) and the leaderboard."""
+    outputs = op.stateful_batch("site", up, activity_builder(window_ms, lateness_ms, clock, partitions))
     return _split("split", outputs)
 
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from config.settings import KafkaConnection, Port
+from config.settings import KafkaConnection
 from sinks.settings import SinkSettings
 from sources.models import Metric
 
@@ -48,8 +48,11 @@ class FlowSettings(KafkaConnection, SinkSettings):
         "127.0.0.1",
         description="Address the dataflow's Prometheus metrics listen on (0.0.0.0 in containers).",
     )
-    flow_metrics_port: Port | Literal[0] = Field(
-        9100, description="Port of the dataflow's Prometheus metrics; 0 turns them off. One per process."
+    flow_metrics_port: int = Field(
+        9100,
+        ge=0,
+        le=65535,
+        description="Port of the dataflow's Prometheus metrics; 0 turns them off. One per process.",
     )
 
     kafka_batch_size: int = Field(

@@ -98,3 +98,48 @@ def test_empty_window_list_and_pickle_round_trip():
     restored = pickle.loads(pickle.dumps(acts))
     assert restored.pending() == acts.pending()
     assert restored.pending()[0].revenue == 1.5 and PURCHASE_CODE == EVENT_TYPES.index(EventType.PURCHASE)
+
+
+def test_no_window_closes_before_every_expected_partition_has_been_heard_from():
+    acts = ActivityWindows(length_ms=10_000, lateness_ms=1_000, expected_partitions=2)
+    _add(
+        acts, 0, [(T0 + 1_000, EventType.CLICK, 0.0, "u", "/"), (T0 + 60_000, EventType.CLICK, 0.0, "u", "/")]
+    )
+    assert acts.close(now_ms=500) == []  # partition 1 may still hold T0's events
+    _add(acts, 1, [(T0 + 2_000, EventType.CLICK, 0.0, "v", "/")], now=600)
+    _add(acts, 1, [(T0 + 61_000, EventType.CLICK, 0.0, "v", "/")], now=700)
+    [closed, *_] = acts.close(now_ms=700)
+    assert closed.start_ms == T0 and closed.counts[EventType.CLICK] == 2
+
+
+def test_a_silent_partition_holds_windows_only_for_the_allowed_lateness():
+    acts = ActivityWindows(length_ms=10_000, lateness_ms=1_000, expected_partitions=3)
+    _add(
+        acts, 0, [(T0 + 1_000, EventType.CLICK, 0.0, "u", "/"), (T0 + 60_000, EventType.CLICK, 0.0, "u", "/")]
+    )
+    assert acts.close(now_ms=999) == []
+    assert [s.start_ms for s in acts.close(now_ms=1_000)] == [T0]
+    assert acts.next_close_due_ms() is not None
+
+
+def test_stragglers_of_an_emitted_window_are_late_not_a_second_partial_window():
+    acts = ActivityWindows(length_ms=10_000, lateness_ms=1_000, expected_partitions=2)
+    _add(acts, 0, [(T0 + 1_000, EventType.CLICK, 0.0, "u", "/")])
+    _add(acts, 1, [(T0 + 30_000, EventType.CLICK, 0.0, "v", "/")])
+    _add(acts, 0, [(T0 + 30_000, EventType.CLICK, 0.0, "u", "/")])
+    assert [s.start_ms for s in acts.close(0)] == [T0]
+    # A partition whose own watermark is far behind brings an event of the emitted window.
+    acts.watermarks[1].max_event_ms = T0 - 1_000_000
+    acts.watermarks[1].value_ms = T0 - 1_000_000
+    assert _add(acts, 1, [(T0 + 2_000, EventType.CLICK, 0.0, "v", "/")]).late == 1
+    assert T0 not in acts.windows
+
+
+def test_a_snapshot_without_the_partition_fields_still_restores():
+    acts = ActivityWindows(length_ms=10_000, lateness_ms=1_000)
+    state = acts.__getstate__()
+    for name in ("expected_partitions", "first_seen_ms", "closed_below_ms"):
+        del state[name]
+    restored = ActivityWindows.__new__(ActivityWindows)
+    restored.__setstate__(state)
+    assert restored.expected_partitions == 1 and pickle.loads(pickle.dumps(restored)).length_ms == 10_000
