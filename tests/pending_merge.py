@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 
 AWAITING_MERGE: dict[str, str] = {
-    "flows.main": "the dataflow (python -m bytewax.run flows.main)",
 }
 
 
