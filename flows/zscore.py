@@ -606,19 +606,22 @@ def update_rows(
     baseline, no episode) the rows are scored together in one set of array
     operations; only a row with a flagged reading is redone on its own.
     """
-    m = int(times.shape[0])
+    full = int(times.shape[0])
     first = detectors[0]
     window = first.window
+    # Stop the joint run where a detector re-centres (one reading early: room for an admission).
+    m = min(full, *(d._recentre_every - d._since_anchor - 1 for d in detectors))
     if m <= _SCALAR_RUN or not all(
         d.window == window
         and d.min_std == first.min_std
         and d.window_ms is None
         and d._anchored
         and d._hi - d._lo >= window
-        and d._since_anchor + m + 1 < d._recentre_every
         for d in detectors
     ):
         return [d.update_many(times, values[r]).alerts for r, d in enumerate(detectors)]
+    all_times, all_values = times, values
+    times, values = times[:m], values[:, :m]
     k = len(detectors)
     centred = values - np.array([d._shift for d in detectors])[:, None]
     acc = np.empty((2 * k, m + 1), dtype=np.float64)
@@ -660,10 +663,28 @@ def update_rows(
             )
             d._accept(base, values[r], take)
             d._normal_readings(take)
-        # From a row's first flagged reading on, the row goes its own way (episodes, exclusions).
-        if take < m:
-            out.append(d.update_many(times[take:], values[r, take:]).alerts)
-        else:
+        if take == m:
             d._flag = 0
-            out.append([])
+            out.append(d.update_many(all_times[m:], all_values[r, m:]).alerts if m < full else [])
+            continue
+        # From a row's first flagged reading on, the row goes its own way (episodes, exclusions).
+        alerts: list[Episode] = []
+        if take == firsts[r]:
+            # Its verdict is already known, bit for bit: take it without scoring it again.
+            zr = float(z[r, take])
+            level = 2 if abs(zr) >= d.critical_z else 1
+            d._flag = level
+            d._on_flagged(
+                int(times[take]),
+                float(values[r, take]),
+                zr,
+                float(mean_c[r, take]),
+                float(std[r, take]),
+                level,
+                alerts,
+            )
+            take += 1
+        if take < full:
+            alerts += d.update_many(all_times[take:], all_values[r, take:]).alerts
+        out.append(alerts)
     return out
