@@ -17,7 +17,7 @@ plain classes, and renaming a step or moving a class is a migration.
 
 from __future__ import annotations
 
-import copy
+import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -160,15 +160,16 @@ class DeviceState:
     """Readings were added to the trend since it was last reported."""
 
 
-class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, DeviceState]):
+class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, bytes]):
     """One device's analytics: windows, anomalies, trend, latest reading."""
 
-    def __init__(self, params: IotParams, clock: Clock, state: DeviceState | None) -> None:
+    def __init__(self, params: IotParams, clock: Clock, snapshot: bytes | None) -> None:
         self.params = params
         self.clock = clock
-        self.state = state
-        if state is not None:
-            state.watermark.resume(clock.now_ms())
+        self.state: DeviceState | None = None
+        if snapshot is not None:
+            self.state = pickle.loads(snapshot)  # noqa: S301 - our own snapshot, from Bytewax's recovery store
+            self.state.watermark.resume(clock.now_ms())
 
     def on_batch(self, values: list[IotBlock]) -> tuple[Iterable[KeyOutput], bool]:
         """Take the device's blocks of this batch."""
@@ -245,10 +246,10 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, DeviceState]):
         due = None if end is None else st.watermark.due_at_ms(end)
         return None if due is None else wall_time_of(self.clock, due)
 
-    def snapshot(self) -> DeviceState:
-        """A copy of the state (the logic keeps mutating its own)."""
+    def snapshot(self) -> bytes:
+        """The state, pickled: an immutable copy in one pass (Bytewax stores it as it is)."""
         assert self.state is not None
-        return copy.deepcopy(self.state)
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
     # --- records --------------------------------------------------------------
 
@@ -334,17 +335,17 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, DeviceState]):
         ]
 
 
-class ActivityLogic(StatefulBatchLogic[ActivityBlock, KeyOutput, ActivityWindows]):
+class ActivityLogic(StatefulBatchLogic[ActivityBlock, KeyOutput, bytes]):
     """The site's activity windows and leaderboard (one key)."""
 
-    def __init__(self, window_ms: int, lateness_ms: int, clock: Clock, state: ActivityWindows | None) -> None:
+    def __init__(self, window_ms: int, lateness_ms: int, clock: Clock, snapshot: bytes | None) -> None:
         self.clock = clock
         self.name = window_name(window_ms)
-        self.state = (
-            state if state is not None else ActivityWindows(length_ms=window_ms, lateness_ms=lateness_ms)
-        )
-        if state is not None:
-            state.resume(clock.now_ms())
+        if snapshot is None:
+            self.state = ActivityWindows(length_ms=window_ms, lateness_ms=lateness_ms)
+        else:
+            self.state = pickle.loads(snapshot)  # noqa: S301 - our own snapshot, from Bytewax's recovery store
+            self.state.resume(clock.now_ms())
 
     def on_batch(self, values: list[ActivityBlock]) -> tuple[Iterable[KeyOutput], bool]:
         """Take this batch's blocks, one per partition."""
@@ -375,9 +376,9 @@ class ActivityLogic(StatefulBatchLogic[ActivityBlock, KeyOutput, ActivityWindows
         due = self.state.next_close_due_ms()
         return None if due is None else wall_time_of(self.clock, due)
 
-    def snapshot(self) -> ActivityWindows:
-        """A copy of the state."""
-        return copy.deepcopy(self.state)
+    def snapshot(self) -> bytes:
+        """The state, pickled (an immutable copy in one pass)."""
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _windows(self, summaries: Iterable[ActivitySummary]) -> list[SinkRecord]:
         return [
@@ -421,13 +422,13 @@ class CountersLogic(StatefulBatchLogic[CounterDelta, PipelineCounters, PipelineC
         return self.state
 
 
-def device_builder(params: IotParams, clock: Clock) -> Callable[[DeviceState | None], DeviceLogic]:
+def device_builder(params: IotParams, clock: Clock) -> Callable[[bytes | None], DeviceLogic]:
     """Builder of `DeviceLogic` for `bytewax.operators.stateful_batch`."""
     return lambda state: DeviceLogic(params, clock, state)
 
 
 def activity_builder(
     window_ms: int, lateness_ms: int, clock: Clock
-) -> Callable[[ActivityWindows | None], ActivityLogic]:
+) -> Callable[[bytes | None], ActivityLogic]:
     """Builder of `ActivityLogic` for `bytewax.operators.stateful_batch`."""
     return lambda state: ActivityLogic(window_ms, lateness_ms, clock, state)

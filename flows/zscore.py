@@ -222,14 +222,15 @@ class ZScoreDetector:
         self._ep_recent_x: list[float] = []
 
     def __getstate__(self) -> dict[str, object]:
-        # Only the live part of the buffers, so snapshots stay small.
+        # Only the live values and the two prefix sums before them: the rest is rebuilt on
+        # restore by the same sequential sums that built it, so nothing changes by a bit.
         state = {name: getattr(self, name) for name in self.__slots__}
         lo, hi = self._lo, self._hi
         state.update(
-            _cm=self._cm[lo:hi].copy(),
+            _cm=self._cm[lo:hi].copy() if self.window_ms is not None else None,
             _x=self._x[lo:hi].copy(),
-            _p1=self._p1[lo : hi + 1].copy(),
-            _p2=self._p2[lo : hi + 1].copy(),
+            _p1=self._p1.item(lo),
+            _p2=self._p2.item(lo),
             _lo=0,
             _hi=hi - lo,
             _ep_recent_t=list(self._ep_recent_t),
@@ -241,11 +242,15 @@ class ZScoreDetector:
         for name, value in state.items():
             setattr(self, name, value)
         n = self._hi
-        self._cm = _grown(self._cm, self._cap, np.int64)
-        self._x = _grown(self._x, self._cap, np.float64)
-        self._p1 = _grown(self._p1, self._cap + 1, np.float64)
-        self._p2 = _grown(self._p2, self._cap + 1, np.float64)
-        assert self._hi == n
+        x = self._x
+        head1, head2 = float(self._p1), float(self._p2)
+        centred = x - self._shift
+        self._x = _grown(x, self._cap, np.float64)
+        self._cm = _grown(
+            self._cm if self._cm is not None else np.zeros(n, dtype=np.int64), self._cap, np.int64
+        )
+        self._p1 = _grown(np.cumsum(np.concatenate(([head1], centred))), self._cap + 1, np.float64)
+        self._p2 = _grown(np.cumsum(np.concatenate(([head2], centred * centred))), self._cap + 1, np.float64)
 
     # --- public API -------------------------------------------------------
 
