@@ -95,6 +95,8 @@ class IotParams:
     zscore: tuple[tuple[str, float | int | None], ...]
     """Keyword arguments of `ZScoreDetector`."""
     trend_span_s: float
+    trend_report_ms: int
+    """Event time between two reports of a device's trend (the tumbling window's length)."""
     trend_min_points: int
     trend_min_t: float
     trend_min_slopes: tuple[float, ...]
@@ -119,6 +121,7 @@ class IotParams:
                 ("min_std", settings.zscore_min_std),
             ),
             trend_span_s=settings.trend_span_s,
+            trend_report_ms=settings.tumbling_ms,
             trend_min_points=settings.trend_min_points,
             trend_min_t=settings.trend_min_t,
             trend_min_slopes=tuple(settings.trend_min_slope(m) for m in METRICS),
@@ -154,8 +157,8 @@ class DeviceState:
     latest: tuple[int, float, float, float] | None = None
     """Newest reading: event time and the metrics in `METRICS` order."""
     late_events: int = 0
-    trend_bucket: int | None = None
-    """Trend bucket of the newest reading when the trend was last reported."""
+    trend_reported: int | None = None
+    """Report interval (`IotParams.trend_report_ms`) of the newest reading when the trend was last reported."""
     trend_dirty: bool = False
     """Readings were added to the trend since it was last reported."""
 
@@ -198,11 +201,11 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, bytes]):
             self._detect(on_time, on_time_values, records)
             st.trend.update_many(on_time, on_time_values)
             st.trend_dirty = True
-            # A fit per new trend bucket (5 s of event time by default), not per batch: the fit
-            # costs as much as a whole block of readings, and the trend moves at that pace anyway.
-            bucket = (st.trend.newest_ms or 0) // st.trend.bucket_ms
-            if bucket != st.trend_bucket:
-                st.trend_bucket = bucket
+            # A fit per 10 s of event time, not per batch: a fit costs as much as a block of
+            # readings, a 5-minute trend barely moves in 10 s, and a quiet device reports on waking.
+            interval = (st.trend.newest_ms or 0) // self.params.trend_report_ms
+            if interval != st.trend_reported:
+                st.trend_reported = interval
                 records.extend(self._trends())
         newest = int(np.argmax(times))
         if st.latest is None or int(times[newest]) > st.latest[0]:
