@@ -158,7 +158,7 @@ class DeviceState:
     """Newest reading: event time and the metrics in `METRICS` order."""
     late_events: int = 0
     trend_reported: int | None = None
-    """Report interval (`IotParams.trend_report_ms`) of the newest reading when the trend was last reported."""
+    """Report interval (of `IotParams.trend_report_ms`) of the newest reading at the last report."""
     trend_dirty: bool = False
     """Readings were added to the trend since it was last reported."""
 
