@@ -17,7 +17,7 @@ plain classes, and renaming a step or moving a class is a migration.
 
 from __future__ import annotations
 
-import copy
+import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -95,6 +95,8 @@ class IotParams:
     zscore: tuple[tuple[str, float | int | None], ...]
     """Keyword arguments of `ZScoreDetector`."""
     trend_span_s: float
+    trend_report_ms: int
+    """Event time between two reports of a device's trend (the tumbling window's length)."""
     trend_min_points: int
     trend_min_t: float
     trend_min_slopes: tuple[float, ...]
@@ -119,6 +121,7 @@ class IotParams:
                 ("min_std", settings.zscore_min_std),
             ),
             trend_span_s=settings.trend_span_s,
+            trend_report_ms=settings.tumbling_ms,
             trend_min_points=settings.trend_min_points,
             trend_min_t=settings.trend_min_t,
             trend_min_slopes=tuple(settings.trend_min_slope(m) for m in METRICS),
@@ -154,21 +157,22 @@ class DeviceState:
     latest: tuple[int, float, float, float] | None = None
     """Newest reading: event time and the metrics in `METRICS` order."""
     late_events: int = 0
-    trend_bucket: int | None = None
-    """Trend bucket of the newest reading when the trend was last reported."""
+    trend_reported: int | None = None
+    """Report interval (of `IotParams.trend_report_ms`) of the newest reading at the last report."""
     trend_dirty: bool = False
     """Readings were added to the trend since it was last reported."""
 
 
-class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, DeviceState]):
+class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, bytes]):
     """One device's analytics: windows, anomalies, trend, latest reading."""
 
-    def __init__(self, params: IotParams, clock: Clock, state: DeviceState | None) -> None:
+    def __init__(self, params: IotParams, clock: Clock, snapshot: bytes | None) -> None:
         self.params = params
         self.clock = clock
-        self.state = state
-        if state is not None:
-            state.watermark.resume(clock.now_ms())
+        self.state: DeviceState | None = None
+        if snapshot is not None:
+            self.state = pickle.loads(snapshot)  # noqa: S301 - our own snapshot, from Bytewax's recovery store
+            self.state.watermark.resume(clock.now_ms())
 
     def on_batch(self, values: list[IotBlock]) -> tuple[Iterable[KeyOutput], bool]:
         """Take the device's blocks of this batch."""
@@ -197,11 +201,11 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, DeviceState]):
             self._detect(on_time, on_time_values, records)
             st.trend.update_many(on_time, on_time_values)
             st.trend_dirty = True
-            # A fit per new trend bucket (5 s of event time by default), not per batch: the fit
-            # costs as much as a whole block of readings, and the trend moves at that pace anyway.
-            bucket = (st.trend.newest_ms or 0) // st.trend.bucket_ms
-            if bucket != st.trend_bucket:
-                st.trend_bucket = bucket
+            # A fit per 10 s of event time, not per batch: a fit costs as much as a block of
+            # readings, a 5-minute trend barely moves in 10 s, and a quiet device reports on waking.
+            interval = (st.trend.newest_ms or 0) // self.params.trend_report_ms
+            if interval != st.trend_reported:
+                st.trend_reported = interval
                 records.extend(self._trends())
         newest = int(np.argmax(times))
         if st.latest is None or int(times[newest]) > st.latest[0]:
@@ -245,10 +249,10 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, DeviceState]):
         due = None if end is None else st.watermark.due_at_ms(end)
         return None if due is None else wall_time_of(self.clock, due)
 
-    def snapshot(self) -> DeviceState:
-        """A copy of the state (the logic keeps mutating its own)."""
+    def snapshot(self) -> bytes:
+        """The state, pickled: an immutable copy in one pass (Bytewax stores it as it is)."""
         assert self.state is not None
-        return copy.deepcopy(self.state)
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
     # --- records --------------------------------------------------------------
 
@@ -334,7 +338,7 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, DeviceState]):
         ]
 
 
-class ActivityLogic(StatefulBatchLogic[ActivityBlock, KeyOutput, ActivityWindows]):
+class ActivityLogic(StatefulBatchLogic[ActivityBlock, KeyOutput, bytes]):
     """The site's activity windows and leaderboard (one key)."""
 
     def __init__(
@@ -342,18 +346,18 @@ class ActivityLogic(StatefulBatchLogic[ActivityBlock, KeyOutput, ActivityWindows
         window_ms: int,
         lateness_ms: int,
         clock: Clock,
-        state: ActivityWindows | None,
+        snapshot: bytes | None,
         partitions: int = 1,
     ) -> None:
         self.clock = clock
         self.name = window_name(window_ms)
-        self.state = (
-            state
-            if state is not None
-            else ActivityWindows(length_ms=window_ms, lateness_ms=lateness_ms, expected_partitions=partitions)
-        )
-        if state is not None:
-            state.resume(clock.now_ms())
+        if snapshot is None:
+            self.state = ActivityWindows(
+                length_ms=window_ms, lateness_ms=lateness_ms, expected_partitions=partitions
+            )
+        else:
+            self.state = pickle.loads(snapshot)  # noqa: S301 - our own snapshot, from Bytewax's recovery store
+            self.state.resume(clock.now_ms())
 
     def on_batch(self, values: list[ActivityBlock]) -> tuple[Iterable[KeyOutput], bool]:
         """Take this batch's blocks, one per partition."""
@@ -384,9 +388,9 @@ class ActivityLogic(StatefulBatchLogic[ActivityBlock, KeyOutput, ActivityWindows
         due = self.state.next_close_due_ms()
         return None if due is None else wall_time_of(self.clock, due)
 
-    def snapshot(self) -> ActivityWindows:
-        """A copy of the state."""
-        return copy.deepcopy(self.state)
+    def snapshot(self) -> bytes:
+        """The state, pickled (an immutable copy in one pass)."""
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _windows(self, summaries: Iterable[ActivitySummary]) -> list[SinkRecord]:
         return [
@@ -430,13 +434,13 @@ class CountersLogic(StatefulBatchLogic[CounterDelta, PipelineCounters, PipelineC
         return self.state
 
 
-def device_builder(params: IotParams, clock: Clock) -> Callable[[DeviceState | None], DeviceLogic]:
+def device_builder(params: IotParams, clock: Clock) -> Callable[[bytes | None], DeviceLogic]:
     """Builder of `DeviceLogic` for `bytewax.operators.stateful_batch`."""
     return lambda state: DeviceLogic(params, clock, state)
 
 
 def activity_builder(
     window_ms: int, lateness_ms: int, clock: Clock, partitions: int = 1
-) -> Callable[[ActivityWindows | None], ActivityLogic]:
+) -> Callable[[bytes | None], ActivityLogic]:
     """Builder of `ActivityLogic` for `bytewax.operators.stateful_batch` (`partitions`: of the topic)."""
     return lambda state: ActivityLogic(window_ms, lateness_ms, clock, state, partitions)

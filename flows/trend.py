@@ -19,6 +19,7 @@ are bit-identical however the readings were batched. Pure numpy, no I/O.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -173,41 +174,38 @@ class RollingTrend:
     def _add_block(self, times: np.ndarray, values: np.ndarray, bucket_of: np.ndarray) -> None:
         k = self.series
         m = times.shape[0]
-        order = np.argsort(bucket_of, kind="stable")
-        ordered = bucket_of[order]
-        heads = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-        groups = heads.shape[0]
-        buckets = ordered[heads]
-        sizes = np.diff(np.append(heads, m))
-        slots = (buckets // self.bucket_ms) % self._slots
-        fresh = self._starts[slots] != buckets
-        if fresh.any():
-            fresh_slots = slots[fresh]
-            self._starts[fresh_slots] = buckets[fresh]
-            self._table[fresh_slots] = 0.0
-            self._table[fresh_slots, 3 : 3 + k] = values[:, order[heads[fresh]]].T
-        rows = self._table[slots]  # (G, 3 + 4k)
-        # Each bucket's readings, in arrival order, as one padded row: the cumulative sum along it
-        # (zeros add nothing) is the same sequential accumulation as one reading at a time.
-        gid = np.repeat(np.arange(groups), sizes)
-        pos = np.arange(m) - np.repeat(heads, sizes) + 1
-        u = (times[order] - ordered) / _MS_PER_MIN
-        dx = values[:, order] - rows[gid, 3 : 3 + k].T
-        width = int(sizes.max()) + 1
-        acc = np.zeros((2 + 3 * k, groups, width), dtype=np.float64)
-        acc[0, :, 0] = rows[:, 1]
-        acc[1, :, 0] = rows[:, 2]
-        acc[2:, :, 0] = rows[:, 3 + k :].T
-        acc[0, gid, pos] = u
-        acc[1, gid, pos] = u * u
-        acc[2 : 2 + k, gid, pos] = dx
-        acc[2 + k : 2 + 2 * k, gid, pos] = u * dx
-        acc[2 + 2 * k :, gid, pos] = dx * dx
-        sums = np.cumsum(acc, axis=2)[:, :, -1]  # (2 + 3k, G)
-        rows[:, 0] += sizes
-        rows[:, 1:3] = sums[0:2].T
-        rows[:, 3 + k :] = sums[2:].T
-        self._table[slots] = rows
+        if bool((bucket_of[1:] >= bucket_of[:-1]).all()):
+            ordered = bucket_of  # in bucket order already (in-order data): no reordering
+        else:
+            order = np.argsort(bucket_of, kind="stable")
+            ordered, times, values = bucket_of[order], times[order], values[:, order]
+        cuts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+        bounds = [0, *cuts.tolist(), m]
+        u = (times - ordered) / _MS_PER_MIN
+        for a, b in itertools.pairwise(bounds):
+            bucket = int(ordered[a])
+            slot = (bucket // self.bucket_ms) % self._slots
+            row = self._table[slot]
+            if self._starts[slot] != bucket:
+                self._starts[slot] = bucket
+                row[:] = 0.0
+                row[3 : 3 + k] = values[:, a]
+            # The bucket's readings in arrival order after its sums so far: a cumulative sum along
+            # each row is the same sequential accumulation as adding them one at a time.
+            ug = u[a:b]
+            dx = values[:, a:b] - row[3 : 3 + k, None]
+            acc = np.empty((2 + 3 * k, b - a + 1), dtype=np.float64)
+            acc[0:2, 0] = row[1:3]
+            acc[2:, 0] = row[3 + k :]
+            acc[0, 1:] = ug
+            acc[1, 1:] = ug * ug
+            acc[2 : 2 + k, 1:] = dx
+            acc[2 + k : 2 + 2 * k, 1:] = ug * dx
+            acc[2 + 2 * k :, 1:] = dx * dx
+            sums = acc.cumsum(axis=1)[:, -1]
+            row[0] += b - a
+            row[1:3] = sums[0:2]
+            row[3 + k :] = sums[2:]
 
     def fit(self) -> list[Fit]:
         """The current fit of each series."""

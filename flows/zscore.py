@@ -222,14 +222,15 @@ class ZScoreDetector:
         self._ep_recent_x: list[float] = []
 
     def __getstate__(self) -> dict[str, object]:
-        # Only the live part of the buffers, so snapshots stay small.
+        # Only the live values and the two prefix sums before them: the rest is rebuilt on
+        # restore by the same sequential sums that built it, so nothing changes by a bit.
         state = {name: getattr(self, name) for name in self.__slots__}
         lo, hi = self._lo, self._hi
         state.update(
-            _cm=self._cm[lo:hi].copy(),
+            _cm=self._cm[lo:hi].copy() if self.window_ms is not None else None,
             _x=self._x[lo:hi].copy(),
-            _p1=self._p1[lo : hi + 1].copy(),
-            _p2=self._p2[lo : hi + 1].copy(),
+            _p1=self._p1.item(lo),
+            _p2=self._p2.item(lo),
             _lo=0,
             _hi=hi - lo,
             _ep_recent_t=list(self._ep_recent_t),
@@ -241,11 +242,15 @@ class ZScoreDetector:
         for name, value in state.items():
             setattr(self, name, value)
         n = self._hi
-        self._cm = _grown(self._cm, self._cap, np.int64)
-        self._x = _grown(self._x, self._cap, np.float64)
-        self._p1 = _grown(self._p1, self._cap + 1, np.float64)
-        self._p2 = _grown(self._p2, self._cap + 1, np.float64)
-        assert self._hi == n
+        x = self._x
+        head1, head2 = float(self._p1), float(self._p2)
+        centred = x - self._shift
+        self._x = _grown(x, self._cap, np.float64)
+        self._cm = _grown(
+            self._cm if self._cm is not None else np.zeros(n, dtype=np.int64), self._cap, np.int64
+        )
+        self._p1 = _grown(np.cumsum(np.concatenate(([head1], centred))), self._cap + 1, np.float64)
+        self._p2 = _grown(np.cumsum(np.concatenate(([head2], centred * centred))), self._cap + 1, np.float64)
 
     # --- public API -------------------------------------------------------
 
@@ -606,19 +611,22 @@ def update_rows(
     baseline, no episode) the rows are scored together in one set of array
     operations; only a row with a flagged reading is redone on its own.
     """
-    m = int(times.shape[0])
+    full = int(times.shape[0])
     first = detectors[0]
     window = first.window
+    # Stop the joint run where a detector re-centres (one reading early: room for an admission).
+    m = min(full, *(d._recentre_every - d._since_anchor - 1 for d in detectors))
     if m <= _SCALAR_RUN or not all(
         d.window == window
         and d.min_std == first.min_std
         and d.window_ms is None
         and d._anchored
         and d._hi - d._lo >= window
-        and d._since_anchor + m + 1 < d._recentre_every
         for d in detectors
     ):
         return [d.update_many(times, values[r]).alerts for r, d in enumerate(detectors)]
+    all_times, all_values = times, values
+    times, values = times[:m], values[:, :m]
     k = len(detectors)
     centred = values - np.array([d._shift for d in detectors])[:, None]
     acc = np.empty((2 * k, m + 1), dtype=np.float64)
@@ -660,10 +668,28 @@ def update_rows(
             )
             d._accept(base, values[r], take)
             d._normal_readings(take)
-        # From a row's first flagged reading on, the row goes its own way (episodes, exclusions).
-        if take < m:
-            out.append(d.update_many(times[take:], values[r, take:]).alerts)
-        else:
+        if take == m:
             d._flag = 0
-            out.append([])
+            out.append(d.update_many(all_times[m:], all_values[r, m:]).alerts if m < full else [])
+            continue
+        # From a row's first flagged reading on, the row goes its own way (episodes, exclusions).
+        alerts: list[Episode] = []
+        if take == firsts[r]:
+            # Its verdict is already known, bit for bit: take it without scoring it again.
+            zr = float(z[r, take])
+            level = 2 if abs(zr) >= d.critical_z else 1
+            d._flag = level
+            d._on_flagged(
+                int(times[take]),
+                float(values[r, take]),
+                zr,
+                float(mean_c[r, take]),
+                float(std[r, take]),
+                level,
+                alerts,
+            )
+            take += 1
+        if take < full:
+            alerts += d.update_many(all_times[take:], all_values[r, take:]).alerts
+        out.append(alerts)
     return out

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 
-AWAITING_MERGE: dict[str, str] = {
-}
+AWAITING_MERGE: dict[str, str] = {}
 
 
 def module_exists(name: str) -> bool:

@@ -148,7 +148,3 @@ def trend_reference(
         return slope, 1.0, len(sel)
     r = float(np.corrcoef(u, x)[0, 1])
     return slope, r * r, len(sel)
-
-
-def isclose(a: float, b: float, rel: float = 1e-9, abs_: float = 1e-9) -> bool:
-    return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)

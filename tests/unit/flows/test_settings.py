@@ -9,7 +9,7 @@ from sources.models import Metric
 def test_defaults_are_the_designed_windows():
     s = load_settings(FlowSettings)
     assert (s.tumbling_ms, s.sliding_ms, s.slide_ms, s.activity_ms) == (10_000, 60_000, 10_000, 10_000)
-    assert (s.lateness_ms, s.trend_span_ms, s.kafka_batch_size) == (5_000, 300_000, 1000)
+    assert (s.lateness_ms, s.trend_span_ms, s.kafka_batch_size) == (5_000, 300_000, 5000)
     assert (s.zscore_warning, s.zscore_critical) == (3.0, 5.0)
     assert s.trend_min_slope(Metric.PRESSURE) == s.trend_min_slope_pressure
 
