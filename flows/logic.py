@@ -274,6 +274,7 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, bytes]):
                         z=ep.z,
                         severity=ep.severity,
                         event_time_ms=ep.peak_ms,
+                        started_ms=ep.start_ms,
                     )
                     for ep in latest.values()
                 )
