@@ -21,6 +21,7 @@ SETTINGS_CLASSES: list[tuple[str, str]] = [
     ("every process: logging", "config.logging:LoggingSettings"),
     ("local infrastructure (make up / make test)", "infra.settings:LocalInfraSettings"),
     ("local stack runner (make up)", "infra.settings:StackSettings"),
+    ("dataflow (python -m bytewax.run flows.main)", "flows.settings:FlowSettings"),
     ("dataflow: Redis sink", "sinks.settings:SinkSettings"),
     ("producers (python -m sources.produce iot|activity)", "sources.settings:ProducerSettings"),
     ("dead-letter tool (python -m sinks.dlq)", "sinks.settings:DlqToolSettings"),

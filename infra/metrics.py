@@ -15,19 +15,18 @@ from __future__ import annotations
 # job (infra/monitoring/prometheus.yml) -> sample name -> what it is (type{labels}: meaning)
 EXPECTED_METRICS: dict[str, dict[str, str]] = {
     "flow": {
-        "pipeline_events_in_total": "counter{source}: events read from Kafka, source=iot|activity",
-        "pipeline_dead_letters_total": "counter{stage}: messages sent to the dead-letter topic",
-        "pipeline_late_events_total": "counter{window}: events that arrived after their window closed",
-        "pipeline_alerts_total": "counter{severity}: anomaly alerts raised",
-        "pipeline_sink_write_seconds_bucket": "histogram: seconds per Redis write batch",
-        "pipeline_circuit_state": "gauge{state}: 1 for the Redis circuit breaker's current state",
-        # Bytewax's own KafkaSource gauge; set once the source's consumer has
-        # `statistics.interval.ms` and the flow serves prometheus_client's default REGISTRY.
+        "pipeline_flow_events_in_total": "counter: messages read from Kafka (pipeline total, flows.metrics)",
+        "pipeline_flow_dead_letters_total": "counter: messages sent to the dead-letter topic",
+        "pipeline_flow_late_events_total": "counter: events that arrived after their window closed",
+        "pipeline_flow_alerts_total": "counter{severity}: anomaly alerts emitted by this process",
+        "pipeline_sink_batch_seconds_bucket": "histogram: seconds per Redis write batch (sinks.metrics)",
+        "pipeline_sink_circuit_state": "gauge{worker}: Redis circuit breaker, 0 closed, 1 half-open, 2 open",
+        # Bytewax's own KafkaSource gauge (statistics.interval.ms is set on the flow's consumers).
         "bytewax_kafka_consumer_lag": "gauge{step_id,topic,partition}: messages behind the log end",
     },
     "producers": {
-        "pipeline_produced_total": "counter{topic}: messages the broker acknowledged",
-        "pipeline_produce_errors_total": "counter{topic}: messages the broker did not acknowledge",
+        "pipeline_producer_events_delivered_total": "counter{source}: events the broker acknowledged",
+        "pipeline_producer_events_failed_total": "counter{source,reason}: events that could not be delivered",
     },
     # The dashboard's /metrics is scraped (and must answer); the Grafana board needs none of its series.
     "dashboard": {},

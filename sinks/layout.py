@@ -8,7 +8,7 @@ Keys (all under one prefix, default ``rtd:``)::
     iot:latest                         hash   device id -> SensorReading JSON
     iot:agg:{window}:{device}:{metric} zset   score = window start ms, member = window JSON
     iot:trend:{device}:{metric}        hash   slope_per_min, direction, r2, points, updated_ms
-    alerts                             zset   score = event time ms, member = alert JSON (alert_id first)
+    alerts                             zset   score = episode start ms, member = alert JSON (alert_id first)
     activity:agg:{window}              zset   score = window start ms, member = activity JSON
     activity:leaderboard               zset   page -> purchases (absolute totals)
     pipeline:stats                     hash   counters, last write time, circuit state
@@ -200,6 +200,7 @@ def encode_alert(a: Alert) -> bytes:
             "z": a.z,
             "severity": a.severity.value,
             "event_time_ms": a.event_time_ms,
+            **({} if a.started_ms is None else {"started_ms": a.started_ms}),
         }
     )
 
@@ -226,6 +227,7 @@ def decode_alert(raw: bytes | str) -> Alert:
         z=float(d["z"]),
         severity=Severity(d["severity"]),
         event_time_ms=int(d["event_time_ms"]),
+        started_ms=int(d["started_ms"]) if "started_ms" in d else None,
     )
 
 

@@ -87,6 +87,15 @@ class Alert:
     z: float
     severity: Severity
     event_time_ms: int
+    """Event time of the episode's peak reading."""
+    started_ms: int | None = None
+    """Event time the episode began. Alerts are ordered (and the newest N kept) by it: it never
+    changes as the peak grows, so what is kept doesn't depend on when updates were written."""
+
+    @property
+    def order_ms(self) -> int:
+        """Where the alert sorts among alerts: its episode's start, else its peak."""
+        return self.started_ms if self.started_ms is not None else self.event_time_ms
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,7 +151,7 @@ return #KEYS
 PUT_ALERTS = LuaScript(
     "put_alerts",
     """
--- KEYS[1]: the alerts sorted set (score = event time ms). ARGV[1]: how many to keep;
+-- KEYS[1]: the alerts sorted set (score = episode start, event time ms). ARGV[1]: how many to keep;
 -- then (score, member prefix, member) triples. A stored member starting with an alert's
 -- prefix (its id) is the same episode: it is replaced. Then only the newest N are kept.
 local key = KEYS[1]
@@ -313,9 +313,7 @@ def build_commands(
             series_args += chain.from_iterable(pairs)
         cmds.append(("EVALSHA", PUT_SERIES.sha, len(chunk), *chunk, *series_args))
 
-    alerts = [
-        (a.event_time_ms, alert_member_prefix(a.alert_id), encode_alert(a)) for a in pending.alerts.values()
-    ]
+    alerts = [(a.order_ms, alert_member_prefix(a.alert_id), encode_alert(a)) for a in pending.alerts.values()]
     for chunk in _chunks({layout.alerts(): alerts}):
         [(key, triples)] = chunk.items()
         cmds.append(

@@ -17,6 +17,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from config.settings import KafkaConnection, load_settings
 
+DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""A dead letter carries its original message (up to the source topic's 1 MiB limit, base64
+inflated when binary) plus context, so the DLQ topic and its producer allow 4 MiB."""
+
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
@@ -25,6 +29,8 @@ class TopicSpec:
     name: str
     partitions: int
     replication_factor: int = 1
+    config: tuple[tuple[str, str], ...] = ()
+    """Topic-level configuration set at creation, e.g. ``(("max.message.bytes", "4194304"),)``."""
 
 
 class TopicOutcome(StrEnum):
@@ -57,7 +63,11 @@ def topic_specs(settings: KafkaConnection) -> list[TopicSpec]:
     return [
         TopicSpec(settings.iot_topic, settings.iot_partitions),
         TopicSpec(settings.activity_topic, settings.activity_partitions),
-        TopicSpec(settings.dlq_topic, settings.dlq_partitions),
+        TopicSpec(
+            settings.dlq_topic,
+            settings.dlq_partitions,
+            config=(("max.message.bytes", str(DLQ_MAX_MESSAGE_BYTES)),),
+        ),
     ]
 
 
@@ -96,7 +106,12 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float =
     if to_create:
         futures = admin.create_topics(
             [
-                NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor)
+                NewTopic(
+                    s.name,
+                    num_partitions=s.partitions,
+                    replication_factor=s.replication_factor,
+                    config=dict(s.config),
+                )
                 for s in to_create
             ],
             operation_timeout=timeout_s,

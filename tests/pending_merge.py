@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 
-AWAITING_MERGE: dict[str, str] = {
-    "flows.main": "the dataflow (python -m bytewax.run flows.main)",
-}
+AWAITING_MERGE: dict[str, str] = {}
 
 
 def module_exists(name: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 
@@ -272,3 +273,20 @@ def test_a_failed_flush_keeps_the_buffer_for_the_next_one(key_prefix):
 
     assert len(writer.pending) == buffered
     writer.close()
+
+
+def test_an_alert_keeps_its_place_by_episode_start_as_its_peak_grows(make_writer, redis_client, key_prefix):
+    writer = make_writer(sink_alerts_kept=2)
+    key = Layout(key_prefix).alerts()
+    onset = dataclasses.replace(alert("dev-1", T0, z=3.1, alert_id="dev-1:temperature:ep"), started_ms=T0)
+    write(writer, [onset, alert("dev-2", T0 + 10), alert("dev-3", T0 + 20)])
+    assert [decode_alert(m).device_id for m in redis_client.zrange(key, 0, -1)] == ["dev-2", "dev-3"]
+
+    # The trimmed episode grows a later peak: it still sorts (and is trimmed) by its start,
+    # so what is kept does not depend on when the update was written.
+    grown = dataclasses.replace(onset, z=6.0, event_time_ms=T0 + 30)
+    write(writer, [grown])
+    assert [(decode_alert(m).device_id, s) for m, s in redis_client.zrange(key, 0, -1, withscores=True)] == [
+        ("dev-2", T0 + 10),
+        ("dev-3", T0 + 20),
+    ]

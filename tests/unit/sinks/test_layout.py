@@ -154,3 +154,11 @@ def test_latest_and_update_round_trip():
     assert decode_latest(encode_latest(r)) == r
     u = Update(("alerts", "iot"), 5)
     assert decode_update(encode_update(u)) == u
+
+
+def test_alert_round_trip_keeps_the_episode_start():
+    alert = Alert(
+        "d:humidity:5", "d", Metric.HUMIDITY, 90.0, 50.0, 2.0, 20.0, Severity.CRITICAL, 9, started_ms=5
+    )
+    assert decode_alert(encode_alert(alert)) == alert
+    assert alert.order_ms == 5

@@ -1,0 +1,695 @@
+"""Rolling z-score anomaly detection for one series, one reading at a time or in blocks.
+
+Each reading is scored against the baseline of the *accepted* readings before
+it: the last ``window`` of them (and, if ``window_s`` is set, only those from
+the last ``window_s`` seconds of event time)::
+
+    z = (value - mean(baseline)) / max(std(baseline, ddof=1), min_std)
+
+|z| >= ``warning_z`` flags a reading (``critical_z`` makes it critical), once the
+baseline holds ``warmup`` readings. The design choices, each against a failure
+mode of the naive rolling z-score:
+
+* **Flagged readings stay out of the baseline**, so a burst of anomalies does not
+  inflate the mean and spread and hide the rest of the burst (or the next one).
+* **Episodes, not alert storms**: consecutive flagged readings form one episode,
+  which ends after ``cooldown`` normal readings. An alert is raised when an
+  episode starts, and again only if it escalates from warning to critical; the
+  flow keeps one alert per episode (id = its start) and updates it while the
+  peak |z| grows, so a replay produces the same alert.
+* **Level shifts are learnt**: if an episode reaches ``max_episode`` flagged
+  readings the series has moved; the baseline restarts from those readings
+  instead of flagging the new normal forever.
+* **Isolated exceedances are not thrown away**: a one-reading episode is, more
+  often than not, the tail of the noise (heavy tails, seasonal peaks). Leaving
+  all of them out would bias the spread low and flag ever more, so when such an
+  episode ends it joins the baseline *capped* at the warning threshold: its
+  magnitude never leaks in. Bursts and shifts (two or more flagged readings)
+  stay out entirely.
+* **Flat baselines**: the standard deviation is floored at ``min_std``, so a
+  constant series scores 0 while it stays constant and a large |z| when it moves.
+
+Speed and reproducibility: the baseline's sums are prefix sums over the accepted
+readings, extended with ``numpy.cumsum`` (a strictly sequential float
+accumulation), so a block of readings is scored with a handful of array
+operations, and the result is bit-identical whether the readings come one by
+one or in blocks of any size (`update_rows` scores several series at once,
+identically again). The sums are re-centred every few thousand accepted
+readings, at the same reading however the input was blocked, to keep
+cancellation error negligible. Pure numpy, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from sinks.records import Severity
+
+_NO_TIME = -(2**62)
+_SEVERITIES = (Severity.NONE, Severity.WARNING, Severity.CRITICAL)
+_SCALAR_RUN = 16
+
+
+class Score(NamedTuple):
+    """The verdict on one reading."""
+
+    z: float
+    """Standard score against the baseline before the reading (0 while the baseline has < 2 readings)."""
+    severity: Severity
+    """The alert this reading raises: WARNING or CRITICAL when it starts an episode or lifts the
+    episode from warning to critical; NONE otherwise, including further flagged readings of an
+    episode already alerted (no alert storms). `ZScoreDetector.flag` is the reading's own level."""
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """An anomaly episode as known so far: what an alert reports."""
+
+    start_ms: int
+    """Event time of the episode's first flagged reading: its identity."""
+    peak_ms: int
+    """Event time of the reading with the largest |z| so far."""
+    value: float
+    z: float
+    mean: float
+    """Baseline mean at the peak."""
+    std: float
+    """Baseline standard deviation at the peak (before the ``min_std`` floor)."""
+    severity: Severity
+    flagged: int
+    """Flagged readings in the episode so far."""
+
+
+class Scores(NamedTuple):
+    """Verdicts on a block of readings, plus the alerts it raised or updated."""
+
+    z: np.ndarray
+    """float64, one per reading."""
+    level: np.ndarray
+    """int8 per reading: 0 none, 1 warning, 2 critical."""
+    alerts: list[Episode]
+    """Each time an episode started or its peak grew, in order."""
+    raised: np.ndarray
+    """int8 per reading: the alert it raised (see `Score.severity`), 0 none, 1 warning, 2 critical."""
+
+    def severity(self, i: int) -> Severity:
+        """The alert reading `i` raised (as `Score.severity`)."""
+        return _SEVERITIES[int(self.raised[i])]
+
+    def flag(self, i: int) -> Severity:
+        """Reading `i`'s own level: beyond the warning or critical threshold, or not."""
+        return _SEVERITIES[int(self.level[i])]
+
+
+class _Baseline(NamedTuple):
+    """Baseline statistics before each reading of a block (all assumed accepted)."""
+
+    n: np.ndarray  # int64: readings in each baseline
+    centred: np.ndarray  # value - shift
+    mean_c: np.ndarray  # baseline mean - shift
+    std: np.ndarray
+    z: np.ndarray
+    p1: np.ndarray  # prefix sums after each reading, as they would be stored
+    p2: np.ndarray
+    newest: np.ndarray  # running max event time after each reading
+
+
+class ZScoreDetector:
+    """Rolling z-score detector of one series; see the module docstring.
+
+    Example::
+
+        det = ZScoreDetector(window=300, warning_z=3.0, critical_z=5.0, warmup=30)
+        z, severity = det.update(1_700_000_000_000, 21.4)
+    """
+
+    __slots__ = (
+        "_anchored",
+        "_cap",
+        "_cm",
+        "_ep",
+        "_ep_normals",
+        "_ep_recent_t",
+        "_ep_recent_x",
+        "_flag",
+        "_hi",
+        "_lo",
+        "_newest",
+        "_p1",
+        "_p2",
+        "_recentre_every",
+        "_shift",
+        "_since_anchor",
+        "_x",
+        "cooldown",
+        "critical_z",
+        "max_episode",
+        "min_std",
+        "warmup",
+        "warning_z",
+        "window",
+        "window_ms",
+    )
+
+    def __init__(
+        self,
+        *,
+        window: int = 300,
+        window_s: float | None = None,
+        warning_z: float = 3.0,
+        critical_z: float = 5.0,
+        warmup: int = 30,
+        cooldown: int = 3,
+        max_episode: int = 30,
+        min_std: float = 1e-9,
+    ) -> None:
+        """Configure the detector.
+
+        Args:
+            window: Most accepted readings in the baseline (>= 2).
+            window_s: If set, the baseline only holds readings from the last this many seconds
+                of event time.
+            warning_z: |z| flagging a reading as a warning.
+            critical_z: |z| making a flagged reading critical (> ``warning_z``).
+            warmup: Baseline readings needed before anything is flagged (>= 2).
+            cooldown: Consecutive normal readings that end an episode (>= 1).
+            max_episode: Flagged readings after which the episode is taken as a level shift and the
+                baseline restarts from them (>= 2).
+            min_std: Floor of the baseline standard deviation (> 0).
+        """
+        if window < 2 or warmup < 2 or cooldown < 1 or max_episode < 2:
+            raise ValueError("window, warmup and max_episode must be >= 2 and cooldown >= 1")
+        if not 0 < warning_z < critical_z:
+            raise ValueError("need 0 < warning_z < critical_z")
+        if not min_std > 0:
+            raise ValueError("min_std must be > 0")
+        if window_s is not None and not window_s > 0:
+            raise ValueError("window_s must be > 0")
+        self.window = window
+        self.window_ms = None if window_s is None else round(window_s * 1000)
+        self.warning_z = float(warning_z)
+        self.critical_z = float(critical_z)
+        self.warmup = warmup
+        self.cooldown = cooldown
+        self.max_episode = max_episode
+        self.min_std = float(min_std)
+        # Re-centring costs one pass over the baseline; every few windows keeps its share small
+        # and still bounds the growth of the prefix sums (and so their rounding error).
+        self._recentre_every = max(4 * window, 4096)
+        self._cap = max(2 * window, 64)
+        # Running max of event time when each baseline entry was taken (for the time limit).
+        self._cm = np.zeros(self._cap, dtype=np.int64)
+        self._x = np.zeros(self._cap, dtype=np.float64)
+        # Prefix sums of (x - shift) and its square: _p*[i] covers entries [0, i); one longer.
+        self._p1 = np.zeros(self._cap + 1, dtype=np.float64)
+        self._p2 = np.zeros(self._cap + 1, dtype=np.float64)
+        self._lo = 0
+        self._hi = 0
+        self._shift = 0.0
+        self._anchored = False
+        """The sums are centred on the first value ever seen (then re-centred as the series moves)."""
+        self._since_anchor = 0
+        self._newest = _NO_TIME
+        self._ep: Episode | None = None
+        self._ep_normals = 0
+        self._flag = 0
+        self._ep_recent_t: list[int] = []
+        self._ep_recent_x: list[float] = []
+
+    def __getstate__(self) -> dict[str, object]:
+        # Only the live values and the two prefix sums before them: the rest is rebuilt on
+        # restore by the same sequential sums that built it, so nothing changes by a bit.
+        state = {name: getattr(self, name) for name in self.__slots__}
+        lo, hi = self._lo, self._hi
+        state.update(
+            _cm=self._cm[lo:hi].copy() if self.window_ms is not None else None,
+            _x=self._x[lo:hi].copy(),
+            _p1=self._p1.item(lo),
+            _p2=self._p2.item(lo),
+            _lo=0,
+            _hi=hi - lo,
+            _ep_recent_t=list(self._ep_recent_t),
+            _ep_recent_x=list(self._ep_recent_x),
+        )
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        n = self._hi
+        x = self._x
+        head1, head2 = float(self._p1), float(self._p2)
+        centred = x - self._shift
+        self._x = _grown(x, self._cap, np.float64)
+        self._cm = _grown(
+            self._cm if self._cm is not None else np.zeros(n, dtype=np.int64), self._cap, np.int64
+        )
+        self._p1 = _grown(np.cumsum(np.concatenate(([head1], centred))), self._cap + 1, np.float64)
+        self._p2 = _grown(np.cumsum(np.concatenate(([head2], centred * centred))), self._cap + 1, np.float64)
+
+    # --- public API -------------------------------------------------------
+
+    @property
+    def baseline_size(self) -> int:
+        """Readings in the baseline, as of the newest event time seen."""
+        lo, hi = self._lo, self._hi
+        start = max(lo, hi - self.window)
+        if self.window_ms is not None and hi > lo:
+            cut = lo + int(np.searchsorted(self._cm[lo:hi], self._newest - self.window_ms, side="right"))
+            start = max(start, cut)
+        return hi - start
+
+    @property
+    def flag(self) -> Severity:
+        """The last reading's own level (beyond the warning or critical threshold), alert or not."""
+        return _SEVERITIES[self._flag]
+
+    @property
+    def episode(self) -> Episode | None:
+        """The episode in progress, if any."""
+        return self._ep
+
+    def update(self, event_time_ms: int, value: float) -> Score:
+        """Score one reading, then learn from it.
+
+        A non-finite value is ignored (z is NaN, severity NONE, nothing learned).
+        """
+        value = float(value)
+        if not math.isfinite(value):
+            return Score(math.nan, Severity.NONE)
+        if not self._anchored:
+            self._shift = value
+            self._anchored = True
+        z, level, raised = self._step(int(event_time_ms), value, None)
+        self._flag = level
+        return Score(z, _SEVERITIES[raised])
+
+    def update_many(self, times: np.ndarray, values: np.ndarray) -> Scores:
+        """Score a block of readings in arrival order, exactly as `update` would one by one.
+
+        Args:
+            times: Event times, int64 ms.
+            values: Finite float64 values, same length.
+        """
+        m = int(values.shape[0])
+        if m and not self._anchored:
+            self._shift = float(values[0])
+            self._anchored = True
+        z_out = np.zeros(m, dtype=np.float64)
+        level_out = np.zeros(m, dtype=np.int8)
+        raised_out = np.zeros(m, dtype=np.int8)
+        alerts: list[Episode] = []
+        i = 0
+        while i < m:
+            if m - i <= _SCALAR_RUN or self._run_limit() <= _SCALAR_RUN:
+                # A few readings: arrays would cost more than they save.
+                z_out[i], level_out[i], raised_out[i] = self._step(int(times[i]), float(values[i]), alerts)
+                i += 1
+                continue
+            # Score a run at once, up to its first flagged reading (which changes the baseline).
+            run = min(m - i, self._recentre_every - self._since_anchor, self._run_limit())
+            base = self._baseline(times[i : i + run], values[i : i + run])
+            levels = self._levels(base)
+            flagged = np.flatnonzero(levels)
+            take = int(flagged[0]) if flagged.shape[0] else run
+            z_out[i : i + run] = base.z
+            if take:
+                self._accept(base, values[i : i + run], take)
+                self._normal_readings(take)
+            if take < run:
+                level = int(levels[take])
+                level_out[i + take] = level
+                raised_out[i + take] = self._on_flagged(
+                    int(times[i + take]),
+                    float(values[i + take]),
+                    float(base.z[take]),
+                    float(base.mean_c[take]),
+                    float(base.std[take]),
+                    level,
+                    alerts,
+                )
+                i += take + 1
+            else:
+                i += run
+        if m:
+            self._flag = int(level_out[-1])
+        return Scores(z_out, level_out, alerts, raised_out)
+
+    # --- internals --------------------------------------------------------
+
+    def _step(self, t: int, x: float, alerts: list[Episode] | None) -> tuple[float, int, int]:
+        """Score and learn one reading with Python floats.
+
+        The same IEEE operations, in the same order, as `_baseline` on a block of
+        one: the results are bit-identical, only without the array overhead.
+        """
+        lo, hi = self._lo, self._hi
+        newest = max(self._newest, t)
+        start = max(hi - self.window, lo)
+        if self.window_ms is not None and hi > lo:
+            cut = lo + int(np.searchsorted(self._cm[lo:hi], newest - self.window_ms, side="right"))
+            start = max(start, cut)
+        count = hi - start
+        p1_hi = self._p1.item(hi)
+        p2_hi = self._p2.item(hi)
+        s1 = p1_hi - self._p1.item(start)
+        s2 = p2_hi - self._p2.item(start)
+        centred = x - self._shift
+        mean_c = s1 / max(count, 1)
+        var = (s2 - s1 * mean_c) / max(count - 1, 1)
+        std = math.sqrt(var) if var > 0.0 else 0.0
+        z = (centred - mean_c) / max(std, self.min_std) if count >= 2 else 0.0
+        level = 0
+        if count >= self.warmup:
+            az = abs(z)
+            level = 2 if az >= self.critical_z else 1 if az >= self.warning_z else 0
+        if level:
+            return z, level, self._on_flagged(t, x, z, mean_c, std, level, alerts)
+        if hi + 1 > self._cap:
+            self._make_room(1)
+            hi = self._hi
+        self._cm[hi] = newest
+        self._x[hi] = x
+        self._p1[hi + 1] = p1_hi + centred
+        self._p2[hi + 1] = p2_hi + centred * centred
+        self._lo = max(self._lo, hi - count)
+        self._hi = hi + 1
+        self._newest = newest
+        self._since_anchor += 1
+        if self._since_anchor >= self._recentre_every:
+            self._recentre()
+        self._normal_readings(1)
+        return z, 0, 0
+
+    def _normal_readings(self, k: int) -> None:
+        """`k` consecutive normal readings were taken: they may end the episode.
+
+        Callers never pass an isolated episode's end in the middle of `k` (see `_run_limit`).
+        """
+        ep = self._ep
+        if ep is not None:
+            self._ep_normals += k
+            if self._ep_normals >= self.cooldown:
+                self._end_episode()
+                if ep.flagged == 1:
+                    # An isolated exceedance is the noise's own tail more often than not: leaving it
+                    # out would bias the spread low (then flag more). It joins, capped at the threshold.
+                    cap = self.warning_z * max(ep.std, self.min_std)
+                    self._admit(ep.mean + math.copysign(cap, ep.z))
+
+    def _run_limit(self) -> int:
+        """Readings a vector run may take before an isolated episode ends (and the baseline changes)."""
+        ep = self._ep
+        if ep is not None and ep.flagged == 1:
+            return self.cooldown - self._ep_normals
+        return self._recentre_every
+
+    def _admit(self, value: float) -> None:
+        """Append a value to the baseline without scoring it (the capped isolated exceedance)."""
+        if self._hi + 1 > self._cap:
+            self._make_room(1)
+        hi = self._hi
+        centred = value - self._shift
+        self._cm[hi] = self._newest
+        self._x[hi] = value
+        self._p1[hi + 1] = self._p1.item(hi) + centred
+        self._p2[hi + 1] = self._p2.item(hi) + centred * centred
+        self._hi = hi + 1
+        self._since_anchor += 1
+        if self._since_anchor >= self._recentre_every:
+            self._recentre()
+
+    def _baseline(self, times: np.ndarray, values: np.ndarray) -> _Baseline:
+        """Baseline before each reading of a block, assuming the block's readings are all accepted."""
+        lo, hi = self._lo, self._hi
+        m = values.shape[0]
+        centred = values - self._shift
+        # Prefix sums continued over the block: p*[j] is the prefix before reading j.
+        p1 = np.cumsum(np.concatenate((self._p1[hi : hi + 1], centred)))
+        p2 = np.cumsum(np.concatenate((self._p2[hi : hi + 1], centred * centred)))
+        window = self.window
+        if self.window_ms is None and hi - lo >= window:
+            # Steady state: every reading's baseline is the `window` entries before it.
+            s1 = p1[:m] - _window_heads(self._p1, hi, window, p1, m)
+            s2 = p2[:m] - _window_heads(self._p2, hi, window, p2, m)
+            mean_c = s1 / float(window)
+            var = (s2 - s1 * mean_c) / float(window - 1)
+            std = np.sqrt(np.maximum(var, 0.0))
+            z = (centred - mean_c) / np.maximum(std, self.min_std)
+            count = np.full(m, window, dtype=np.int64)
+            newest = np.maximum.accumulate(times)
+            np.maximum(newest, self._newest, out=newest)
+            return _Baseline(count, centred, mean_c, std, z, p1[1:], p2[1:], newest)
+        p1_all = np.concatenate((self._p1[lo:hi], p1))
+        p2_all = np.concatenate((self._p2[lo:hi], p2))
+        newest = np.maximum.accumulate(np.concatenate((np.array([self._newest], dtype=np.int64), times)))[1:]
+        ends = np.arange(hi, hi + m, dtype=np.int64)
+        starts = np.maximum(ends - window, lo)
+        if self.window_ms is not None:
+            # Baseline = entries taken once the running max event time had passed (newest - window).
+            # The running max never decreases, so this is a binary search, and with in-order event
+            # times it is exactly "the readings of the last window_s seconds".
+            taken_newest = np.concatenate((self._cm[lo:hi], newest))
+            cut = np.searchsorted(taken_newest, newest - self.window_ms, side="right") + lo
+            starts = np.maximum(starts, np.minimum(cut, ends))
+        count = ends - starts
+        s1 = p1_all[ends - lo] - p1_all[starts - lo]
+        s2 = p2_all[ends - lo] - p2_all[starts - lo]
+        mean_c = s1 / np.maximum(count, 1)
+        var = (s2 - s1 * mean_c) / np.maximum(count - 1, 1)
+        std = np.sqrt(np.maximum(var, 0.0))
+        z = (centred - mean_c) / np.maximum(std, self.min_std)
+        z[count < 2] = 0.0
+        return _Baseline(count, centred, mean_c, std, z, p1[1:], p2[1:], newest)
+
+    def _levels(self, base: _Baseline) -> np.ndarray:
+        az = np.abs(base.z)
+        flagged = az >= self.warning_z
+        if not flagged.any():
+            return np.zeros(az.shape[0], dtype=np.int8)
+        ready = base.n >= self.warmup
+        return (ready & flagged).astype(np.int8) + (ready & (az >= self.critical_z)).astype(np.int8)
+
+    def _accept(self, base: _Baseline, values: np.ndarray, k: int) -> None:
+        """Append the first `k` readings of a scored block to the baseline."""
+        if self._hi + k > self._cap:
+            self._make_room(k)
+        hi = self._hi
+        self._cm[hi : hi + k] = base.newest[:k]
+        self._x[hi : hi + k] = values[:k]
+        self._p1[hi + 1 : hi + k + 1] = base.p1[:k]
+        self._p2[hi + 1 : hi + k + 1] = base.p2[:k]
+        # Baselines only lose entries at the front: the last reading's start bounds every later one.
+        start = hi + k - 1 - int(base.n[k - 1])
+        if start > self._lo:
+            self._lo = start
+        self._hi = hi + k
+        newest = int(base.newest[k - 1])
+        if newest > self._newest:
+            self._newest = newest
+        self._since_anchor += k
+        if self._since_anchor >= self._recentre_every:
+            self._recentre()
+
+    def _make_room(self, k: int) -> None:
+        lo, hi = self._lo, self._hi
+        n = hi - lo
+        if n + k > self._cap:
+            self._cap = max(2 * self._cap, n + k)
+            self._cm = _grown(self._cm[lo:hi], self._cap, np.int64)
+            self._x = _grown(self._x[lo:hi], self._cap, np.float64)
+            self._p1 = _grown(self._p1[lo : hi + 1], self._cap + 1, np.float64)
+            self._p2 = _grown(self._p2[lo : hi + 1], self._cap + 1, np.float64)
+        else:
+            self._cm[:n] = self._cm[lo:hi]
+            self._x[:n] = self._x[lo:hi]
+            self._p1[: n + 1] = self._p1[lo : hi + 1]
+            self._p2[: n + 1] = self._p2[lo : hi + 1]
+        self._lo, self._hi = 0, n
+
+    def _recentre(self) -> None:
+        """Re-centre the prefix sums on the baseline's current values (keeps cancellation small)."""
+        n = self._hi - self._lo
+        self._make_room(0)
+        if n:
+            # The first live value: exact, and known identically however the input was blocked.
+            self._shift = float(self._x[0])
+        centred = self._x[:n] - self._shift
+        self._p1[0] = 0.0
+        self._p2[0] = 0.0
+        self._p1[1 : n + 1] = np.cumsum(centred)
+        self._p2[1 : n + 1] = np.cumsum(centred * centred)
+        self._since_anchor = 0
+
+    def _on_flagged(
+        self,
+        t: int,
+        x: float,
+        z: float,
+        mean_c: float,
+        std: float,
+        level: int,
+        alerts: list[Episode] | None,
+    ) -> int:
+        """Take a flagged reading into the episode; return the alert level it raises (0: none)."""
+        mean = mean_c + self._shift
+        ep = self._ep
+        raised = 0
+        if ep is None:
+            raised = level
+            self._ep = Episode(t, t, x, z, mean, std, _SEVERITIES[level], 1)
+            self._ep_recent_t = [t]
+            self._ep_recent_x = [x]
+            if alerts is not None:
+                alerts.append(self._ep)
+        else:
+            self._ep_recent_t.append(t)
+            self._ep_recent_x.append(x)
+            if abs(z) > abs(ep.z):
+                if level > _SEVERITIES.index(ep.severity):
+                    raised = level
+                self._ep = Episode(ep.start_ms, t, x, z, mean, std, _SEVERITIES[level], ep.flagged + 1)
+                if alerts is not None:
+                    alerts.append(self._ep)
+            else:
+                self._ep = Episode(
+                    ep.start_ms, ep.peak_ms, ep.value, ep.z, ep.mean, ep.std, ep.severity, ep.flagged + 1
+                )
+        self._ep_normals = 0
+        self._newest = max(self._newest, t)
+        if self._ep.flagged >= self.max_episode:
+            self._rebaseline()
+        return raised
+
+    def _rebaseline(self) -> None:
+        """The episode lasted: take its readings as the new normal."""
+        times = np.array(self._ep_recent_t[-self.window :], dtype=np.int64)
+        values = np.array(self._ep_recent_x[-self.window :], dtype=np.float64)
+        self._end_episode()
+        self._lo = self._hi = 0
+        self._p1[0] = self._p2[0] = 0.0
+        self._shift = float(values[0])
+        self._since_anchor = 0
+        newest = self._newest
+        self._newest = _NO_TIME
+        base = self._baseline(times, values)
+        self._accept(base, values, times.shape[0])
+        self._newest = max(self._newest, newest)
+
+    def _end_episode(self) -> None:
+        self._ep = None
+        self._ep_normals = 0
+        self._ep_recent_t = []
+        self._ep_recent_x = []
+
+
+def _window_heads(stored: np.ndarray, hi: int, window: int, block: np.ndarray, m: int) -> np.ndarray:
+    """Prefix sums at the start of each of `m` readings' full baselines (stored ones, then the block's)."""
+    if m <= window:
+        return stored[hi - window : hi - window + m]
+    return np.concatenate((stored[hi - window : hi], block[: m - window]))
+
+
+def _grown(a: np.ndarray, size: int, dtype: type) -> np.ndarray:
+    out: np.ndarray = np.zeros(size, dtype=dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+def update_rows(
+    detectors: Sequence[ZScoreDetector], times: np.ndarray, values: np.ndarray
+) -> list[list[Episode]]:
+    """Feed row r of `values` (series, m) to ``detectors[r]``; return each one's alerts.
+
+    Exactly ``[d.update_many(times, values[r]).alerts for r, d in enumerate(detectors)]``,
+    bit for bit, but when every detector is in its steady state (a full count-based
+    baseline, no episode) the rows are scored together in one set of array
+    operations; only a row with a flagged reading is redone on its own.
+    """
+    full = int(times.shape[0])
+    first = detectors[0]
+    window = first.window
+    # Stop the joint run where a detector re-centres (one reading early: room for an admission).
+    m = min(full, *(d._recentre_every - d._since_anchor - 1 for d in detectors))
+    if m <= _SCALAR_RUN or not all(
+        d.window == window
+        and d.min_std == first.min_std
+        and d.window_ms is None
+        and d._anchored
+        and d._hi - d._lo >= window
+        for d in detectors
+    ):
+        return [d.update_many(times, values[r]).alerts for r, d in enumerate(detectors)]
+    all_times, all_values = times, values
+    times, values = times[:m], values[:, :m]
+    k = len(detectors)
+    centred = values - np.array([d._shift for d in detectors])[:, None]
+    acc = np.empty((2 * k, m + 1), dtype=np.float64)
+    acc[:k, 0] = [d._p1.item(d._hi) for d in detectors]
+    acc[k:, 0] = [d._p2.item(d._hi) for d in detectors]
+    acc[:k, 1:] = centred
+    np.multiply(centred, centred, out=acc[k:, 1:])
+    sums = np.cumsum(acc, axis=1)  # row by row, the same sequential accumulation as one series alone
+    stored = min(m, window)
+    heads = np.empty((2 * k, m), dtype=np.float64)
+    heads[:k, :stored] = np.stack([d._p1[d._hi - window : d._hi - window + stored] for d in detectors])
+    heads[k:, :stored] = np.stack([d._p2[d._hi - window : d._hi - window + stored] for d in detectors])
+    if m > window:
+        heads[:, window:] = sums[:, : m - window]
+    s1 = sums[:k, :m] - heads[:k]
+    s2 = sums[k:, :m] - heads[k:]
+    mean_c = s1 / float(window)
+    var = (s2 - s1 * mean_c) / float(window - 1)
+    std = np.sqrt(np.maximum(var, 0.0))
+    z = (centred - mean_c) / np.maximum(std, first.min_std)
+    warning = np.array([d.warning_z if window >= d.warmup else np.inf for d in detectors])
+    flagged = np.abs(z) >= warning[:, None]
+    firsts = np.where(flagged.any(axis=1), flagged.argmax(axis=1), m).tolist()
+    newest = np.maximum.accumulate(times)
+    n = np.full(m, window, dtype=np.int64)
+    out: list[list[Episode]] = []
+    for r, d in enumerate(detectors):
+        take = min(firsts[r], d._run_limit())
+        if take:
+            base = _Baseline(
+                n,
+                centred[r],
+                mean_c[r],
+                std[r],
+                z[r],
+                sums[r, 1:],
+                sums[k + r, 1:],
+                np.maximum(newest, d._newest),
+            )
+            d._accept(base, values[r], take)
+            d._normal_readings(take)
+        if take == m:
+            d._flag = 0
+            out.append(d.update_many(all_times[m:], all_values[r, m:]).alerts if m < full else [])
+            continue
+        # From a row's first flagged reading on, the row goes its own way (episodes, exclusions).
+        alerts: list[Episode] = []
+        if take == firsts[r]:
+            # Its verdict is already known, bit for bit: take it without scoring it again.
+            zr = float(z[r, take])
+            level = 2 if abs(zr) >= d.critical_z else 1
+            d._flag = level
+            d._on_flagged(
+                int(times[take]),
+                float(values[r, take]),
+                zr,
+                float(mean_c[r, take]),
+                float(std[r, take]),
+                level,
+                alerts,
+            )
+            take += 1
+        if take < full:
+            alerts += d.update_many(all_times[take:], all_values[r, take:]).alerts
+        out.append(alerts)
+    return out

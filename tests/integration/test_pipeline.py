@@ -1,0 +1,250 @@
+"""The live pipeline end to end: real Kafka in, the real dataflow process, real Redis out.
+
+Every test runs ``python -m bytewax.run flows.main`` as separate processes on fresh
+topics, to the end of the topics (``PIPELINE_KAFKA_STOP_AT_END``), and compares the
+Redis content with a reference: the same flow run in-process on the same messages
+(Bytewax's testing source), itself checked against numpy on raw events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import redis
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from flows.dataflow import build_flow
+from flows.settings import FlowSettings
+from infra import local
+from infra.settings import LocalInfraSettings
+from sinks.layout import Layout, decode_stats, decode_window_stats
+from sinks.redis_sink import RedisSink
+from sources.models import DeadLetter, Metric, SensorReading
+from tests.pipeline_harness import (
+    PipelineTopics,
+    assert_same_content,
+    consume_all,
+    delete_topics,
+    free_port,
+    init_recovery,
+    kill_after,
+    make_topics,
+    produce,
+    redis_content,
+    run_flow,
+    simulated_events,
+    start_flow,
+    wait_flow,
+)
+
+pytestmark = pytest.mark.slow
+
+START_MS = int(time.time() * 1000) - 3 * 3600 * 1000  # three hours ago: history, nothing "in the future"
+BAD_MESSAGES = [
+    (b"device-000", b"not json at all"),
+    (
+        b"device-001",
+        b'{"device_id":"device-001","event_time":1,"temperature":1,"humidity":1,"pressure":1000}',
+    ),
+    (
+        b"device-002",
+        b'{"schema_version":1,"device_id":"device-002","event_time":1700000000000,'
+        b'"temperature":NaN,"humidity":50,"pressure":1000}',
+    ),
+    (b"\xff\xfe", b"\x00\x01\x02 binary junk"),
+    (None, b""),
+]
+
+
+def _interleave(good: list, bad: list, every: int) -> list:
+    out, bad_iter = [], iter(bad)
+    for i, item in enumerate(good):
+        out.append(item)
+        if i % every == every - 1:
+            out.extend(b for b in [next(bad_iter, None)] if b is not None)
+    out.extend(bad_iter)
+    return out
+
+
+@pytest.fixture(scope="module")
+def loaded(kafka_bootstrap: str, kafka_admin, redis_url: str) -> Iterator[PipelineTopics]:
+    """Topics holding 12,000 readings (10 devices, 10 minutes), 3,000 activity events and bad messages."""
+    topics = make_topics(kafka_admin, kafka_bootstrap, redis_url)
+    readings, events = simulated_events(12_000, 3_000, START_MS)
+    produce(kafka_bootstrap, topics.iot, _interleave(readings, BAD_MESSAGES, 2_000))
+    produce(kafka_bootstrap, topics.activity, events)
+    yield topics
+    delete_topics(kafka_admin, topics)
+
+
+@pytest.fixture(scope="module")
+def one_worker_content(loaded: PipelineTopics, redis_url: str) -> dict[str, object]:
+    """Redis content after one single-worker run of the flow process."""
+    run_flow(loaded.env())
+    return redis_content(redis.Redis.from_url(redis_url), loaded.prefix)
+
+
+def _reference(topics: PipelineTopics, prefix: str) -> tuple[dict[str, object], list[DeadLetter]]:
+    """The same flow in-process (testing source over the same messages) into Redis under `prefix`."""
+    messages = consume_all(topics.bootstrap, topics.iot) + consume_all(topics.bootstrap, topics.activity)
+    settings = FlowSettings(
+        kafka_bootstrap_servers=topics.bootstrap,
+        iot_topic=topics.iot,
+        activity_topic=topics.activity,
+        dlq_topic=topics.dlq,
+        redis_url=topics.redis_url,
+        redis_prefix=prefix,
+    )
+    dead: list[DeadLetter] = []
+    run_main(build_flow(settings, TestingSource(messages), RedisSink(settings), TestingSink(dead)))
+    return redis_content(redis.Redis.from_url(topics.redis_url), prefix), dead
+
+
+def test_the_flow_process_fills_redis_exactly_like_the_reference(loaded, one_worker_content, redis_url):
+    reference, dead = _reference(loaded, loaded.prefix + "ref:")
+    assert one_worker_content == reference
+    assert len(dead) == len(BAD_MESSAGES)
+
+    client = redis.Redis.from_url(redis_url)
+    stats = decode_stats(client.hgetall(Layout(loaded.prefix).stats()))
+    assert stats.counters.events_in == 12_000 + 3_000 + len(BAD_MESSAGES)
+    assert stats.counters.dead_letters == len(BAD_MESSAGES)
+
+
+def test_window_averages_in_redis_equal_numpy_over_the_raw_events(loaded, one_worker_content, redis_url):
+    readings = [
+        SensorReading.from_json(m.value)
+        for m in consume_all(loaded.bootstrap, loaded.iot)
+        if m.key == b"device-003"
+        and m.value
+        and m.value.startswith(b'{"schema_version":1,"device_id":"device-003"')
+    ]
+    by_window: dict[int, list[float]] = defaultdict(list)
+    for r in readings:
+        by_window[r.event_time // 10_000 * 10_000].append(r.temperature)
+    client = redis.Redis.from_url(redis_url)
+    key = Layout(loaded.prefix).window_series("10s", "device-003", Metric.TEMPERATURE)
+    stored = {
+        int(score): decode_window_stats(m, "10s", "device-003", "temperature")
+        for m, score in client.zrange(key, 0, -1, withscores=True)
+    }
+    assert set(stored) == set(by_window)
+    for start, values in by_window.items():
+        ws = stored[start]
+        assert ws.count == len(values)
+        assert ws.avg == pytest.approx(np.mean(values), rel=1e-12)
+        assert (ws.min, ws.max) == (min(values), max(values))
+        assert ws.p99 == pytest.approx(np.percentile(values, 99), rel=1e-12)
+
+
+def test_every_bad_message_is_in_the_dead_letter_topic_with_its_context(loaded, one_worker_content):
+    letters = [DeadLetter.from_json(m.value) for m in consume_all(loaded.bootstrap, loaded.dlq)]
+    originals = sorted((d.original_key() or b"", d.original_value() or b"") for d in letters)
+    assert originals == sorted((k or b"", v) for k, v in BAD_MESSAGES)
+    for d in letters:
+        assert d.topic == loaded.iot
+        assert d.partition is not None and d.offset is not None
+        assert d.stage and d.error_type and d.error_message
+
+
+def test_two_workers_give_the_same_redis_content(loaded, one_worker_content, redis_url):
+    prefix = loaded.prefix + "w2:"
+    run_flow(loaded.env(prefix), workers=2)
+    assert redis_content(redis.Redis.from_url(redis_url), prefix) == one_worker_content
+
+
+def test_two_processes_give_the_same_redis_content(loaded, one_worker_content, redis_url):
+    prefix = loaded.prefix + "p2:"
+    run_flow(loaded.env(prefix), processes=2)
+    assert redis_content(redis.Redis.from_url(redis_url), prefix) == one_worker_content
+
+
+def _events_in(client: redis.Redis, prefix: str) -> int:
+    return decode_stats(client.hgetall(Layout(prefix).stats())).counters.events_in
+
+
+def test_a_flow_killed_twice_and_resumed_from_recovery_ends_like_an_uninterrupted_run(
+    kafka_bootstrap, kafka_admin, redis_url, tmp_path
+):
+    topics = make_topics(kafka_admin, kafka_bootstrap, redis_url)
+    try:
+        readings, events = simulated_events(150_000, 10_000, START_MS, seed=5)
+        produce(kafka_bootstrap, topics.iot, readings)
+        produce(kafka_bootstrap, topics.activity, events)
+        client = redis.Redis.from_url(redis_url)
+
+        run_flow(topics.env(topics.prefix + "clean:"))
+        clean = redis_content(client, topics.prefix + "clean:")
+
+        prefix = topics.prefix + "killed:"
+        env = topics.env(prefix, PIPELINE_KAFKA_BATCH_SIZE="200")
+        recovery = tmp_path / "recovery"
+        init_recovery(recovery)
+        kills = 0
+        for _ in range(2):
+            procs = start_flow(env, recovery=recovery)
+            deadline = time.monotonic() + 60
+            while _events_in(client, prefix) < 5_000 * (kills + 1) and time.monotonic() < deadline:
+                assert procs[0].poll() is None, "the flow ended before it could be killed: give it more data"
+                time.sleep(0.05)
+            kills += kill_after(procs, 0.3)
+            assert _events_in(client, prefix) < 160_000, "killed too late to prove anything"
+        assert kills == 2
+        wait_flow(start_flow(env, recovery=recovery))
+        assert_same_content(redis_content(client, prefix), clean)
+    finally:
+        delete_topics(kafka_admin, topics)
+
+
+def test_redis_down_for_longer_than_the_breaker_threshold_loses_nothing(
+    kafka_bootstrap, kafka_admin, redis_url, tmp_path
+):
+    own = LocalInfraSettings(redis_url=f"redis://127.0.0.1:{free_port()}/0", state_dir=tmp_path / "redis")
+    local.start(own, "redis")
+    topics = make_topics(kafka_admin, kafka_bootstrap, redis_url)
+    try:
+        readings, events = simulated_events(60_000, 5_000, START_MS, seed=9)
+        produce(kafka_bootstrap, topics.iot, readings)
+        produce(kafka_bootstrap, topics.activity, events)
+        run_flow(topics.env(topics.prefix + "clean:"))
+        clean = redis_content(redis.Redis.from_url(redis_url), topics.prefix + "clean:")
+
+        own_url = own.redis_url.get_secret_value()
+        flaky = redis.Redis.from_url(own_url)
+        env = topics.env(
+            topics.prefix,
+            PIPELINE_REDIS_URL=own_url,
+            PIPELINE_KAFKA_BATCH_SIZE="100",
+            PIPELINE_SINK_BREAKER_FAILURE_THRESHOLD="2",
+            PIPELINE_SINK_BREAKER_RESET_TIMEOUT_S="1",
+            PIPELINE_SINK_RETRIES="0",
+            PIPELINE_SINK_SOCKET_CONNECT_TIMEOUT_S="0.2",
+            PIPELINE_SINK_CLOSE_TIMEOUT_S="60",
+        )
+        procs = start_flow(env)
+        deadline = time.monotonic() + 60
+        while _events_in(flaky, topics.prefix) == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # SHUTDOWN SAVE: the restarted server loads this snapshot, so Redis itself loses nothing.
+        with contextlib.suppress(redis.ConnectionError):
+            flaky.shutdown(save=True)
+        local.stop(own, "redis")
+        outage_end = time.monotonic() + 4  # > threshold x connect timeout, and several reset timeouts
+        while time.monotonic() < outage_end:
+            assert procs[0].poll() is None or procs[0].returncode == 0, "the flow died while Redis was down"
+            time.sleep(0.1)
+        local.start(own, "redis")
+        out, _ = procs[0].communicate(timeout=120)
+        assert procs[0].returncode == 0, out.decode(errors="replace")[-3000:]
+        events = [json.loads(line).get("event") for line in out.decode().splitlines() if line.startswith("{")]
+        assert "circuit_opened" in events and "circuit_closed" in events
+        assert_same_content(redis_content(redis.Redis.from_url(own_url), topics.prefix), clean)
+    finally:
+        local.stop(own, "redis")
+        delete_topics(kafka_admin, topics)

@@ -1,0 +1,62 @@
+import pickle
+
+import numpy as np
+
+from flows.watermark import Watermark
+from tests.unit.flows.reference import late_flags
+
+
+def test_late_events_are_those_older_than_newest_minus_lateness_one_at_a_time():
+    rng = np.random.default_rng(5)
+    times = (1_700_000_000_000 + np.cumsum(rng.integers(-3000, 4000, 500))).astype(np.int64)
+    wm = Watermark(2000)
+    late = np.concatenate([wm.observe(times[i : i + 37], now_ms=0) for i in range(0, 500, 37)])
+    assert late.tolist() == late_flags(times.tolist(), 2000)
+    assert late.any() and not late.all()
+
+
+def test_batching_does_not_change_which_events_are_late():
+    rng = np.random.default_rng(6)
+    times = (1_000_000 + np.cumsum(rng.integers(-900, 1000, 300))).astype(np.int64)
+    whole = Watermark(500).observe(times, 0)
+    one = Watermark(500)
+    singles = np.concatenate([one.observe(times[i : i + 1], 0) for i in range(300)])
+    assert whole.tolist() == singles.tolist()
+
+
+def test_event_exactly_at_the_watermark_is_on_time():
+    wm = Watermark(1000)
+    assert wm.observe(np.array([10_000, 9_000, 8_999], dtype=np.int64), 0).tolist() == [False, False, True]
+
+
+def test_idle_time_advances_the_watermark_and_new_events_restart_it():
+    wm = Watermark(5000)
+    wm.observe(np.array([100_000], dtype=np.int64), now_ms=1_000)
+    assert wm.tick(1_000) == 95_000
+    assert wm.tick(4_000) == 98_000  # idle for 3 s
+    assert wm.due_at_ms(110_000) == 1_000 + 15_000
+    wm.observe(np.array([101_000], dtype=np.int64), now_ms=4_500)
+    assert wm.value_ms == 98_500  # never goes back, event time took over
+    assert wm.tick(4_500) == 98_500
+
+
+def test_watermark_never_moves_back_when_the_clock_does():
+    wm = Watermark(0)
+    wm.observe(np.array([50], dtype=np.int64), now_ms=100)
+    assert wm.tick(200) == 150
+    assert wm.tick(120) == 150
+
+
+def test_resume_does_not_count_downtime_as_idle():
+    wm = Watermark(1000)
+    wm.observe(np.array([10_000], dtype=np.int64), now_ms=0)
+    restored = pickle.loads(pickle.dumps(wm))
+    restored.resume(3_600_000)  # restarted an hour later
+    assert restored.tick(3_600_000) == 9_000
+    assert restored.observe(np.array([9_500], dtype=np.int64), 3_600_000).tolist() == [False]
+
+
+def test_no_events_means_no_watermark_and_no_due_time():
+    wm = Watermark(1000)
+    assert wm.tick(10**12) < -(10**18)
+    assert wm.due_at_ms(5) is None
