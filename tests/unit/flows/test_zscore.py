@@ -263,3 +263,37 @@ def test_an_isolated_exceedance_joins_the_baseline_capped_and_a_burst_does_not()
     base = [*np.random.default_rng(26).normal(0, 1, n).tolist(), 0.0, 0.0, capped]
     z, _ = det.update(T0 + n + 3, 1.0)
     assert z == pytest.approx((1.0 - np.mean(base)) / np.std(base, ddof=1), rel=1e-9)
+
+
+def test_rows_raise_the_same_alerts_however_the_batches_are_cut():
+    # Regression: a joint scoring path made baselines depend on batch boundaries, so a
+    # restart or a sink stall changed alerts' figures (found by the live pipeline tests).
+    from flows.logic import IotParams
+    from flows.settings import FlowSettings
+    from sources.clock import simulated_times
+    from sources.iot import IotConfig, IotSimulator
+
+    params = dict(IotParams.from_settings(FlowSettings()).zscore)
+    sim = IotSimulator(IotConfig(devices=10), seed=9)
+    readings = [r.reading for r in sim.run(simulated_times(1_795_709_000_000, 20.0, 60_000))]
+    rng = np.random.default_rng(1)
+    for device in sorted({r.device_id for r in readings}):
+        rows = [r for r in readings if r.device_id == device]
+        t = np.array([r.event_time for r in rows], dtype=np.int64)
+        x = np.array([[r.temperature for r in rows], [r.humidity for r in rows], [r.pressure for r in rows]])
+
+        def alerts(cuts: list[int], t=t, x=x) -> dict:
+            detectors = [ZScoreDetector(**params) for _ in range(3)]
+            out, i = {}, 0
+            for n in cuts:
+                for row, episodes in enumerate(update_rows(detectors, t[i : i + n], x[:, i : i + n])):
+                    out.update({(row, e.start_ms): e for e in episodes})
+                i += n
+            return out
+
+        whole = alerts([len(t)])
+        for _ in range(5):
+            cuts: list[int] = []
+            while sum(cuts) < len(t):
+                cuts.append(int(rng.integers(1, 800)))
+            assert alerts(cuts) == whole, device
