@@ -19,7 +19,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
 import redis
 from bytewax.connectors.kafka import KafkaSourceMessage
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -267,23 +266,3 @@ def redis_content(client: redis.Redis, prefix: str) -> dict[str, object]:
         else:
             content[name] = client.dump(key)
     return content
-
-
-def assert_same_content(got: dict[str, object], want: dict[str, object]) -> None:
-    """Every key equal, except that alerts need only agree on which episodes were raised.
-
-    Known defect (see the pipeline issue's note): when batch boundaries differ between two
-    runs (a restart from a snapshot, a sink stall), a few alerts' baseline figures (mean,
-    std, z) differ, and at the bottom of the newest-N cap one episode can swap for another.
-    Windows, trends, latest readings, activity, leaderboard and counters must match exactly.
-    """
-    rest_got = {k: v for k, v in got.items() if k != "alerts"}
-    rest_want = {k: v for k, v in want.items() if k != "alerts"}
-    assert rest_got == rest_want
-    ids_got = {orjson.loads(m)["alert_id"] for m, _ in got.get("alerts", [])}  # type: ignore[union-attr]
-    ids_want = {orjson.loads(m)["alert_id"] for m, _ in want.get("alerts", [])}  # type: ignore[union-attr]
-    assert len(ids_got) == len(ids_want)
-    assert len(ids_got & ids_want) >= 0.98 * len(ids_want), (
-        sorted(ids_got - ids_want)[:5],
-        sorted(ids_want - ids_got)[:5],
-    )

@@ -28,7 +28,6 @@ from sinks.redis_sink import RedisSink
 from sources.models import DeadLetter, Metric, SensorReading
 from tests.pipeline_harness import (
     PipelineTopics,
-    assert_same_content,
     consume_all,
     delete_topics,
     free_port,
@@ -197,7 +196,7 @@ def test_a_flow_killed_twice_and_resumed_from_recovery_ends_like_an_uninterrupte
             assert _events_in(client, prefix) < 160_000, "killed too late to prove anything"
         assert kills == 2
         wait_flow(start_flow(env, recovery=recovery))
-        assert_same_content(redis_content(client, prefix), clean)
+        assert redis_content(client, prefix) == clean
     finally:
         delete_topics(kafka_admin, topics)
 
@@ -244,7 +243,7 @@ def test_redis_down_for_longer_than_the_breaker_threshold_loses_nothing(
         assert procs[0].returncode == 0, out.decode(errors="replace")[-3000:]
         events = [json.loads(line).get("event") for line in out.decode().splitlines() if line.startswith("{")]
         assert "circuit_opened" in events and "circuit_closed" in events
-        assert_same_content(redis_content(redis.Redis.from_url(own_url), topics.prefix), clean)
+        assert redis_content(redis.Redis.from_url(own_url), topics.prefix) == clean
     finally:
         local.stop(own, "redis")
         delete_topics(kafka_admin, topics)
