@@ -129,7 +129,7 @@ def ceiling(bootstrap: str, topics: list[str], expected: int) -> tuple[int, floa
             assignment += [TopicPartition(topic, p, 0) for p in parts]
         started = time.perf_counter()
         consumer.assign(assignment)
-        at_end: set[tuple[str, int]] = set()
+        at_end: set[tuple[str | None, int | None]] = set()
         count = 0
         deadline = time.monotonic() + 600
         while len(at_end) < len(assignment) and time.monotonic() < deadline:

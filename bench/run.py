@@ -79,6 +79,21 @@ def _e2e_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str]]:
     return figures
 
 
+def _detection_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str]]:
+    return {
+        "alerts precision": (round(data["precision"], 3), "ratio"),
+        "alerts recall": (round(data["recall"], 3), "ratio"),
+        "alerts F1": (round(data["f1"], 3), "ratio"),
+        "critical alerts precision": (round(data["critical_precision"], 3), "ratio"),
+        "critical alerts recall": (round(data["critical_recall"], 3), "ratio"),
+        "false alerts (of which at a level shift)": (
+            f"{data['false_alerts']} ({data['false_alerts_at_level_shift']}) of {data['alerts']}",
+            "",
+        ),
+        "mean detection delay": (data["mean_delay_readings"], "readings"),
+    }
+
+
 PY = sys.executable
 BENCHES = [
     Bench(
@@ -90,6 +105,15 @@ BENCHES = [
         [PY, "-m", "bench.bench_e2e", "--iot", "200000"],
         [PY, "-m", "bench.bench_e2e", "--iot", "2000000"],
         from_json=_e2e_figures,
+    ),
+    Bench(
+        "detection",
+        "ZScoreDetector at the flow's default settings on every (device, metric) series of the IoT "
+        "simulator, scored against its ground truth (truth.anomalies): an alert (episode) is true if it "
+        "starts inside an injected spike/dip of the same series; recall over anomalies after warm-up.",
+        [PY, "-m", "bench.bench_detection", "--minutes", "60"],
+        [PY, "-m", "bench.bench_detection", "--minutes", "600"],
+        from_json=_detection_figures,
     ),
     Bench(
         "core",
