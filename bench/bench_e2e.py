@@ -27,6 +27,7 @@ output is ``BENCH_JSON {...}`` with every figure, for ``bench/run.py``.
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import threading
 import time
@@ -67,6 +68,8 @@ class FlowRun:
     events: int
     wall_s: float
     steady_s: float
+    cpu_s: float
+    """CPU time (user + system) of the flow process: near wall_s x cores means CPU-bound."""
     matches_reference: bool | None  # None for the reference run itself
     mismatch: str = ""
 
@@ -101,14 +104,17 @@ def run_flow_timed(
         target=_watch_first_write, args=(client, Layout(prefix).latest(), stop, first), daemon=True
     )
     watcher.start()
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     procs = start_flow(env, workers=workers)
     wait_flow(procs, timeout_s=3600)
     ended = time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = usage.ru_utime + usage.ru_stime - usage_before.ru_utime - usage_before.ru_stime
     stop.set()
     watcher.join()
     first_write = first[0] if first else started
-    return FlowRun(workers, events, ended - started, ended - first_write, None)
+    return FlowRun(workers, events, ended - started, ended - first_write, cpu_s, None)
 
 
 def ceiling(bootstrap: str, topics: list[str], expected: int) -> tuple[int, float]:
@@ -225,7 +231,7 @@ def main() -> int:
             f"dataflow, {run.workers} worker(s): {run.wall_rate:12,.0f} events/s wall ({run.wall_s:.2f} s), "
             f"{run.steady_rate:,.0f} events/s steady ({run.steady_s:.2f} s); "
             f"{run.steady_rate / ceil_rate:.0%} of ceiling steady, {run.wall_rate / ceil_rate:.0%} wall; "
-            f"{check[run.matches_reference]}"
+            f"flow CPU {run.cpu_s:.2f} s; {check[run.matches_reference]}"
         )
         if run.mismatch:
             print(f"  mismatch: {run.mismatch}")

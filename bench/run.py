@@ -66,6 +66,7 @@ def _e2e_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str]]:
         w = run["workers"]
         figures[f"{w} worker(s), wall"] = (run["wall_events_per_s"], "events/s")
         figures[f"{w} worker(s), from first write"] = (run["steady_events_per_s"], "events/s")
+        figures[f"{w} worker(s), flow CPU time / wall time"] = (run["cpu_s"] / run["wall_s"], "x")
         figures[f"{w} worker(s), fraction of ceiling (wall)"] = (run["fraction_of_ceiling_wall"], "")
         figures[f"{w} worker(s), fraction of ceiling (from first write)"] = (
             run["fraction_of_ceiling_steady"],
@@ -136,7 +137,7 @@ BENCHES = [
         [PY, "bench/bench_producer.py", "--quick"],
         [PY, "bench/bench_producer.py", "--events", "1000000", "--sync-events", "5000"],
         figures={
-            "batched + LZ4": (rf"^\s+batched \+ LZ4\s+{NUM} events/s", "events/s"),
+            "batched + LZ4": (rf"^\s+batched \+ LZ4 \(pipeline config\)\s+{NUM} events/s", "events/s"),
             "synchronous": (rf"^\s+synchronous.*?\s{NUM} events/s", "events/s"),
             "ratio batched / synchronous": (rf"ratio batched / synchronous\s+{NUM} x", "x"),
             "simulate + produce (CLI path)": (rf"^\s+simulate \+ produce.*?\s{NUM} events/s", "events/s"),
@@ -252,6 +253,8 @@ def run_one(bench: Bench, argv: list[str], env: dict[str, str], index: int, coun
 def _fmt(value: float | str, unit: str) -> str:
     if isinstance(value, str):
         return value
+    if unit == "ratio":
+        return f"{value:.3f}"
     if unit == "" and value <= 1.5:
         return f"{value:.0%}"
     if abs(value) >= 100:
