@@ -117,6 +117,25 @@ def run_flow_timed(
     return FlowRun(workers, events, ended - started, ended - first_write, cpu_s, None)
 
 
+def describe_mismatch(got: dict[str, object], want: dict[str, object], exc: AssertionError) -> str:
+    """Which keys differ (the harness's bare assert says nothing outside pytest)."""
+    keys = sorted(set(got) | set(want))
+    differ = [k for k in keys if k != "alerts" and got.get(k) != want.get(k)]
+    parts = [f"{len(differ)} of {len(keys)} keys differ (alerts aside): {differ[:8]}"]
+    for k in differ[:2]:
+        g, w = got.get(k), want.get(k)
+        if isinstance(g, dict) and isinstance(w, dict):
+            fields = sorted({f for f in set(g) | set(w) if g.get(f) != w.get(f)}, key=str)[:5]
+            parts.append(f"{k}: fields {[(f, g.get(f), w.get(f)) for f in fields]}")
+        elif isinstance(g, list) and isinstance(w, list):
+            parts.append(
+                f"{k}: {len(g)} vs {len(w)} members; first differing: {[m for m in g if m not in w][:2]}"
+            )
+    if not differ:
+        parts.append(f"alerts: {str(exc)[:300]}")
+    return "; ".join(parts)[:2000]
+
+
 def ceiling(bootstrap: str, topics: list[str], expected: int) -> tuple[int, float]:
     """Batch-consume every message of `topics` and decode it with orjson; (messages, seconds)."""
     consumer = Consumer(
@@ -209,7 +228,7 @@ def main() -> int:
                     run.matches_reference = True
                 except AssertionError as exc:
                     run.matches_reference = False
-                    run.mismatch = str(exc)[:500]
+                    run.mismatch = describe_mismatch(content, reference, exc)
             runs.append(run)
             _progress(f"  {run.wall_rate:,.0f} events/s wall, {run.steady_rate:,.0f} events/s steady")
     finally:

@@ -121,7 +121,7 @@ BENCHES = [
         "IoT analytics core (flows.dataflow.build_flow) in-process through Bytewax's testing source, "
         "1 worker, against a naive per-item Bytewax flow doing the same work (results must agree).",
         [PY, "bench/bench_core.py", "--events", "100000", "--repeat", "1"],
-        [PY, "bench/bench_core.py", "--events", "1000000", "--repeat", "3"],
+        [PY, "bench/bench_core.py", "--events", "500000", "--repeat", "2"],
         figures={
             "core": (rf"^core:\s+{NUM} events/s wall", "events/s"),
             "naive baseline (same work)": (rf"^baseline \(same work\):\s+{NUM} events/s", "events/s"),
