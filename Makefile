@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 AUDIT_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tools up up-detached up-monitoring down logs status test test-unit lint audit format clean
+.PHONY: help setup tools up up-detached up-monitoring down logs status test test-unit lint audit format clean bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -74,6 +74,19 @@ test: setup ## Run the whole suite against a real Kafka and Redis (started and s
 
 test-unit: setup ## Run the unit tests only (no services)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# Benchmarks get their own Kafka/Redis ports and state too (started if not running, stopped after).
+BENCH_KAFKA_PORT ?= 29092
+BENCH_KAFKA_CONTROLLER_PORT ?= 29093
+BENCH_REDIS_PORT ?= 26379
+BENCH_STATE_DIR ?= .run/bench
+FULL ?=
+BENCH_ARGS ?=
+
+bench: setup ## Run the benchmarks (quick; FULL=1 for the large sizes), write bench/results/latest.{json,md}
+	$(PY) -m bench.run $(if $(FULL),--full) --kafka-port $(BENCH_KAFKA_PORT) \
+		--kafka-controller-port $(BENCH_KAFKA_CONTROLLER_PORT) --redis-port $(BENCH_REDIS_PORT) \
+		--state-dir $(BENCH_STATE_DIR) $(BENCH_ARGS)
 
 lint: setup ## ruff, mypy and the vulnerability audit
 	$(PY) -m ruff check .
