@@ -42,10 +42,8 @@ from sinks.records import (
     TrendState,
     WindowStats,
 )
+from sinks.writer import SinkRecord
 from sources.models import Metric, SensorReading
-
-SinkRecord = WindowStats | Alert | TrendState | ActivityWindow | PageTotal | PipelineCounters | SensorReading
-"""What the flow hands to its sink. A `SensorReading` is "the latest reading of its device"."""
 
 ACTIVITY_KEY = "activity"
 PIPELINE_KEY = "pipeline"

@@ -1,10 +1,8 @@
-"""Test data seeding: writes analytics records into a real Redis the way DESIGN.md's contract says.
+"""Test data seeding: fills a real Redis with analytics records through the product's own writer.
 
-Until the dataflow's writer lands, dashboard and reader tests fill Redis through
-this helper, which uses `sinks.layout` for every key and encoding (zsets scored
-by window start or event time, hashes, absolute leaderboard totals, a pub/sub
-notification per change). It is test data, not product code: no batching, no
-circuit breaker.
+`Seeder` hands records to `sinks.writer.RedisWriter` (the dataflow's writer), so tests
+see exactly the keys, scores and encodings the pipeline produces; only the pub/sub
+notification and corrupt members (to test decoding failures) are written by hand.
 """
 
 from __future__ import annotations
@@ -16,20 +14,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from sinks.layout import (
-    Layout,
-    SinkStatus,
-    Update,
-    encode_activity,
-    encode_alert,
-    encode_counters,
-    encode_latest,
-    encode_page_total,
-    encode_sink_status,
-    encode_trend,
-    encode_update,
-    encode_window_stats,
-)
+from sinks.layout import Layout, SinkStatus, Update, encode_update
 from sinks.records import (
     ActivityWindow,
     Alert,
@@ -43,6 +28,8 @@ from sinks.records import (
     TrendState,
     WindowStats,
 )
+from sinks.settings import SinkSettings
+from sinks.writer import RedisWriter, SinkRecord
 from sources.models import SensorReading
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -53,65 +40,57 @@ PAGES = ["/", "/products", "/products/lamp", "/products/desk", "/cart", "/checko
 PAGE_WEIGHTS = [2, 5, 9, 6, 3, 4, 1]
 
 
+def _url(client: redis.Redis) -> str:
+    kw = client.connection_pool.connection_kwargs
+    auth = f":{kw['password']}@" if kw.get("password") else ""
+    return f"redis://{auth}{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+
+
 class Seeder:
-    """Writes records under one prefix, one pipeline per call."""
+    """Writes records under one prefix with the pipeline's writer, one round trip per call."""
 
     def __init__(self, client: redis.Redis, prefix: str, alert_retention: int = 1000) -> None:
         self.client = client
         self.layout = Layout(prefix)
-        self.alert_retention = alert_retention
+        self._now_ms = T0_MS
+        settings = SinkSettings(redis_url=_url(client), redis_prefix=prefix, sink_alerts_kept=alert_retention)
+        self.writer = RedisWriter(settings, now_ms=lambda: self._now_ms)
+        self.writer.setup()
+
+    def write(self, records: Iterable[SinkRecord], status: SinkStatus | None = None) -> None:
+        """Write `records` as the dataflow's sink would (plus its status and one notification)."""
+        if status is not None:
+            self._now_ms = status.last_write_ms
+        self.writer.add(records)
+        self.writer.flush(status.circuit_state if status is not None else CircuitState.CLOSED)
 
     def readings(self, readings: Iterable[SensorReading]) -> None:
         """Latest reading per device."""
-        mapping = {r.device_id: encode_latest(r) for r in readings}
-        if mapping:
-            self.client.hset(self.layout.latest(), mapping=mapping)
+        self.write(readings)
 
     def windows(self, windows: Iterable[WindowStats]) -> None:
-        """Window aggregates; a replayed window replaces its member instead of adding one."""
-        pipe = self.client.pipeline(transaction=False)
-        for ws in windows:
-            key = self.layout.window_series(ws.window, ws.device_id, ws.metric)
-            pipe.zremrangebyscore(key, ws.start_ms, ws.start_ms)
-            pipe.zadd(key, {encode_window_stats(ws): ws.start_ms})
-        pipe.execute()
+        """Window aggregates."""
+        self.write(windows)
 
     def trends(self, trends: Iterable[TrendState]) -> None:
         """Trend hashes."""
-        pipe = self.client.pipeline(transaction=False)
-        for t in trends:
-            pipe.hset(self.layout.trend(t.device_id, t.metric), mapping=encode_trend(t))
-        pipe.execute()
+        self.write(trends)
 
     def alerts(self, alerts: Iterable[Alert]) -> None:
-        """Alerts scored by event time, the newest `alert_retention` kept."""
-        pipe = self.client.pipeline(transaction=False)
-        for a in alerts:
-            pipe.zadd(self.layout.alerts(), {encode_alert(a): a.event_time_ms})
-        pipe.zremrangebyrank(self.layout.alerts(), 0, -self.alert_retention - 1)
-        pipe.execute()
+        """Alerts (the newest `alert_retention` kept)."""
+        self.write(alerts)
 
     def activity(self, windows: Iterable[ActivityWindow]) -> None:
-        """Activity windows scored by window start."""
-        pipe = self.client.pipeline(transaction=False)
-        for a in windows:
-            key = self.layout.activity_series(a.window)
-            pipe.zremrangebyscore(key, a.start_ms, a.start_ms)
-            pipe.zadd(key, {encode_activity(a): a.start_ms})
-        pipe.execute()
+        """Activity windows."""
+        self.write(windows)
 
     def page_totals(self, totals: Iterable[PageTotal]) -> None:
         """Absolute purchase totals per page."""
-        mapping = dict(encode_page_total(p) for p in totals)
-        if mapping:
-            self.client.zadd(self.layout.leaderboard(), mapping)
+        self.write(totals)
 
     def stats(self, counters: PipelineCounters, status: SinkStatus | None = None) -> None:
-        """Pipeline counters and, optionally, the sink's own status."""
-        fields = encode_counters(counters)
-        if status is not None:
-            fields |= encode_sink_status(status)
-        self.client.hset(self.layout.stats(), mapping=fields)
+        """Pipeline counters and the sink's own status."""
+        self.write([counters], status)
 
     def publish(self, *kinds: str, at_ms: int = T0_MS) -> int:
         """Publish an update notification; returns the number of subscribers that got it."""
@@ -229,28 +208,25 @@ class Fleet:
         for _ in range(steps):
             self.index += 1
             i = self.index
-            self.seeder.windows(window(d, m, i, self.t0_ms) for d in self.devices for m in Metric)
-            self.seeder.readings(reading(d, i, self.t0_ms) for d in self.devices)
-            self.seeder.trends(trend(d, m, i, self.t0_ms) for d in self.devices for m in Metric)
+            records: list[SinkRecord] = [window(d, m, i, self.t0_ms) for d in self.devices for m in Metric]
+            records += [reading(d, i, self.t0_ms) for d in self.devices]
+            records += [trend(d, m, i, self.t0_ms) for d in self.devices for m in Metric]
             act = activity_window(i, self.t0_ms)
-            self.seeder.activity([act])
+            records.append(act)
             page = random.Random(i).choices(PAGES, weights=PAGE_WEIGHTS)[0]
             self.purchases[page] = self.purchases.get(page, 0) + act.counts[EventType.PURCHASE]
-            self.seeder.page_totals(PageTotal(p, n) for p, n in self.purchases.items())
-            kinds = ["iot", "activity", "stats"]
+            records += [PageTotal(p, n) for p, n in self.purchases.items()]
             if alert_every and i % alert_every == 0:
                 severity = Severity.CRITICAL if (i // alert_every) % 2 else Severity.WARNING
                 device = self.devices[i % len(self.devices)]
                 metric = list(Metric)[(i // alert_every) % len(Metric)]
-                self.seeder.alerts([alert(device, metric, i, severity, self.t0_ms)])
+                records.append(alert(device, metric, i, severity, self.t0_ms))
                 self.alerts_written += 1
-                kinds.append("alerts")
             self.events_in += len(self.devices) * 10 + sum(act.counts.values())
-            self.seeder.stats(
-                PipelineCounters(self.events_in, i // 5, i // 7, self.t0_ms + i * WINDOW_MS + WINDOW_MS - 1),
-                SinkStatus(self.t0_ms + (i + 1) * WINDOW_MS, CircuitState.CLOSED),
+            records.append(
+                PipelineCounters(self.events_in, i // 5, i // 7, self.t0_ms + i * WINDOW_MS + WINDOW_MS - 1)
             )
-            self.seeder.publish(*kinds, at_ms=self.t0_ms + i * WINDOW_MS)
+            self.seeder.write(records, SinkStatus(self.t0_ms + (i + 1) * WINDOW_MS, CircuitState.CLOSED))
 
     @property
     def newest_start_ms(self) -> int:
