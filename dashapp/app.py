@@ -23,7 +23,7 @@ from dashapp.api.routes import activity, alerts, devices, health, live, pipeline
 from dashapp.callbacks.data import LiveData, wall_ms
 from dashapp.callbacks.tick import register_callbacks
 from dashapp.layout import page
-from dashapp.limits import BodySizeLimit
+from dashapp.limits import BodySizeLimit, RateLimit
 from dashapp.metrics import DashMetrics
 from dashapp.runtime import Runtime
 from dashapp.settings import DashSettings
@@ -106,7 +106,10 @@ def create_app(settings: DashSettings, clock_ms: Callable[[], int] = wall_ms) ->
     dash_app.layout = layout
     register_callbacks(dash_app, runtime)
     app.state.dash = dash_app
-    # Outermost, so no body is read past the limit (Dash's middleware reads callback bodies).
+    # The API only: probes (/health, /ready, /metrics) must never be refused, and the
+    # dashboard's own callbacks are already paced by its interval and client-side gate.
+    app.add_middleware(RateLimit, rate=settings.dash_api_rate_limit, prefixes=("/api/",))
+    # Outermost (added last), so no body is read past the limit (Dash's middleware reads callback bodies).
     app.add_middleware(BodySizeLimit, max_bytes=settings.dash_max_request_bytes)
     return app
 

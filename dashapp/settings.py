@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from limits import parse
 from pydantic import Field, field_validator
 
 from config.settings import Port, RedisConnection
@@ -44,6 +45,13 @@ class DashSettings(RedisConnection):
     dash_max_request_bytes: int = Field(
         262_144, ge=1024, description="Largest accepted request body, bytes (413 beyond)."
     )
+    dash_api_rate_limit: str = Field(
+        "600/minute",
+        description=(
+            "Most /api/ requests one client address may make, as count/period (e.g. 600/minute, "
+            "20/second); 429 with Retry-After beyond."
+        ),
+    )
     dash_redis_timeout_s: float = Field(
         1.0, gt=0, le=30, description="Redis connect and read timeout of the dashboard, seconds."
     )
@@ -71,6 +79,17 @@ class DashSettings(RedisConnection):
     def _window_name(cls, value: str) -> str:
         if not _WINDOW_NAME.fullmatch(value):
             raise ValueError("must be a window name like 10s, 60s or 5m")
+        return value
+
+    @field_validator("dash_api_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            rate = parse(value)
+        except ValueError:
+            raise ValueError("must be a rate like 600/minute or 20/second") from None
+        if rate.amount < 1:
+            raise ValueError("must allow at least one request per period")
         return value
 
     @field_validator("log_level")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import HTTPException, Path, Query, status
+from fastapi import Path, Query
+from fastapi.exceptions import RequestValidationError
 
 from sources.models import MAX_EVENT_TIME_MS
 
@@ -35,8 +36,19 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Most items returne
 
 
 def check_range(start_ms: int | None, end_ms: int | None) -> None:
-    """422 when the range is empty by construction."""
+    """422 when the range is empty by construction.
+
+    Raised as a validation error so the body has the shape the OpenAPI document
+    declares for every 422 (``detail``: a list of ``{loc, msg, type}``).
+    """
     if start_ms is not None and end_ms is not None and start_ms > end_ms:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"start_ms ({start_ms}) is after end_ms ({end_ms})"
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "start_ms"),
+                    "msg": f"start_ms ({start_ms}) is after end_ms ({end_ms})",
+                    "input": start_ms,
+                }
+            ]
         )

@@ -127,6 +127,16 @@ def test_an_oversized_request_body_is_refused(make_client):
     assert resp.status_code == 413
 
 
+def test_an_api_client_over_the_rate_limit_gets_429_while_probes_still_answer(make_client):
+    api = make_client(dash_api_rate_limit="5/minute")
+    assert [api.get("/api/v1/stats").status_code for _ in range(5)] == [200] * 5
+    refused = api.get("/api/v1/devices/latest")
+    assert refused.status_code == 429
+    assert "retry-after" in refused.headers
+    assert api.get("/health").status_code == 200
+    assert api.get("/ready").status_code == 200
+
+
 def test_redis_down_gives_503_on_ready_and_the_api_but_health_stays_ok(make_client):
     api = make_client(redis_url=f"redis://127.0.0.1:{free_port()}/0", dash_redis_timeout_s=0.5)
 

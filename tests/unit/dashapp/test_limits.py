@@ -1,4 +1,4 @@
-"""Request bodies over the limit are refused with 413 before the app reads them."""
+"""Request bodies over the limit are refused with 413; clients over the rate with 429."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from dashapp.limits import BodySizeLimit
+from dashapp.limits import BodySizeLimit, RateLimit
 
 
 async def echo(request: Request) -> JSONResponse:
@@ -50,3 +50,39 @@ def test_a_chunked_body_within_the_limit_reaches_the_app_whole():
             yield b"x" * 25
 
     assert client(100).post("/", content=chunks()).json() == {"bytes": 100}
+
+
+def rate_limited(rate: str) -> TestClient:
+    async def ok(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    app = Starlette(routes=[Route("/api/x", ok), Route("/health", ok)])
+    return TestClient(RateLimit(app, rate, prefixes=("/api/",)))
+
+
+def test_a_client_over_the_rate_is_refused_with_429_and_told_when_to_retry():
+    api = rate_limited("3/minute")
+    assert [api.get("/api/x").status_code for _ in range(3)] == [200, 200, 200]
+    refused = api.get("/api/x")
+    assert refused.status_code == 429
+    assert "3 per 1 minute" in refused.json()["detail"]
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+
+
+def test_paths_outside_the_limited_prefixes_are_never_refused():
+    api = rate_limited("1/minute")
+    api.get("/api/x")
+    assert api.get("/api/x").status_code == 429
+    assert all(api.get("/health").status_code == 200 for _ in range(5))
+
+
+def test_each_client_address_has_its_own_budget():
+    async def ok(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    app = RateLimit(Starlette(routes=[Route("/api/x", ok)]), "1/minute", prefixes=("/api/",))
+    first = TestClient(app, client=("10.0.0.1", 1000))
+    second = TestClient(app, client=("10.0.0.2", 1000))
+    assert first.get("/api/x").status_code == 200
+    assert first.get("/api/x").status_code == 429
+    assert second.get("/api/x").status_code == 200

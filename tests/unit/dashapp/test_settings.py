@@ -23,6 +23,8 @@ def test_defaults_are_local_quiet_and_one_second_polling():
         ("PIPELINE_DASH_CHART_WINDOW", "10s:*"),
         ("PIPELINE_DASH_MAX_REQUEST_BYTES", "10"),
         ("PIPELINE_LOG_LEVEL", "LOUD"),
+        ("PIPELINE_DASH_API_RATE_LIMIT", "lots"),
+        ("PIPELINE_DASH_API_RATE_LIMIT", "0/minute"),
     ],
 )
 def test_an_invalid_setting_stops_start_up_naming_the_variable(monkeypatch, capsys, variable, value):
