@@ -103,7 +103,11 @@ def _reference(topics: PipelineTopics, prefix: str) -> tuple[dict[str, object], 
         redis_prefix=prefix,
     )
     dead: list[DeadLetter] = []
-    run_main(build_flow(settings, TestingSource(messages), RedisSink(settings), TestingSink(dead)))
+    # Batches of 100 (the content does not depend on batching): one message per batch made this run
+    # take minutes on a busy machine, and the flow's idle timers (wall clock) close windows meanwhile.
+    run_main(
+        build_flow(settings, TestingSource(messages, batch_size=100), RedisSink(settings), TestingSink(dead))
+    )
     return redis_content(redis.Redis.from_url(topics.redis_url), prefix), dead
 
 
@@ -313,8 +317,12 @@ def test_a_flow_killed_while_redis_is_down_writes_its_buffered_results_after_the
         kill_after(procs, 0)
 
         local.start(own, "redis")
-        wait_flow(start_flow(env, recovery=recovery))
+        [restarted] = start_flow(env, recovery=recovery)
+        out, _ = restarted.communicate(timeout=180)
+        assert restarted.returncode == 0, out.decode(errors="replace")[-3000:]
         assert redis_content(flaky, topics.prefix) == clean
+        events = [json.loads(line).get("event") for line in out.decode().splitlines() if line.startswith("{")]
+        assert "sink_partition_resumed" in events, "the buffered results came back from the snapshots"
         flaky.close()
     finally:
         local.stop(own, "redis")
