@@ -187,7 +187,8 @@ class RedisSinkPartition(StatefulSinkPartition[SinkRecord, SinkSnapshot]):
     def close(self) -> None:
         """Write what is buffered, trying for up to ``sink_close_timeout_s``; then disconnect.
 
-        Bytewax calls this at the end of a finite run only. Records still buffered at the
+        Bytewax calls this at the end of a finite run (and when it drops a partition
+        another worker resumes), never on a crash. Records still buffered at the
         deadline are reported in an error log line (they were not written).
         """
         deadline = self._clock() + self._settings.sink_close_timeout_s
