@@ -22,7 +22,7 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source, StatefulSourcePartition
-from bytewax.outputs import Sink
+from bytewax.outputs import FixedPartitionedSink, Sink
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
 from flows.clock import Clock, SystemClock
@@ -32,7 +32,7 @@ from flows.metrics import FlowMetrics
 from flows.operators import activity_analytics, count_pipeline, decode, iot_analytics
 from flows.settings import FlowSettings
 from sinks.dead_letters import DeadLetterSink
-from sinks.redis_sink import RedisSink
+from sinks.redis_sink import RedisSink, sink_key
 from sources.models import DeadLetter
 
 FLOW_ID = "analytics"
@@ -101,7 +101,7 @@ def kafka_source(settings: FlowSettings) -> KafkaSource:
 def build_flow(
     settings: FlowSettings,
     source: Source[Any] | None = None,
-    sink: Sink[SinkRecord] | None = None,
+    sink: Sink[SinkRecord] | FixedPartitionedSink[SinkRecord, Any] | None = None,
     dlq_sink: Sink[DeadLetter] | None = None,
     *,
     clock: Clock | None = None,
@@ -112,7 +112,8 @@ def build_flow(
     Args:
         settings: What to compute, where the topics are, how to write Redis.
         source: Input of `KafkaSourceMessage` from both topics; Bytewax's Kafka source when None.
-        sink: Receives the analytics records; the Redis sink (`sinks.redis_sink`) when None.
+        sink: Receives the analytics records; the Redis sink (`sinks.redis_sink`) when None. A
+            partitioned sink (like that one) receives them keyed by `sinks.redis_sink.sink_key`.
         dlq_sink: Receives the dead letters; the dead-letter topic (`sinks.dead_letters`) when None.
         clock: The flow's clock; the system clock when None. Tests and benchmarks pass a
             `flows.clock.ManualClock` to make the flow purely event-time driven.
@@ -146,5 +147,10 @@ def build_flow(
     records = op.merge("collect_records", iot.records, activity.records, counters)
     if metrics is not None:
         op.inspect("observe_records", records, metrics.observe)
-    op.output("write_sink", records, sink)
+    if isinstance(sink, FixedPartitionedSink):
+        # The Redis sink is partitioned (its snapshots hold what Redis has not taken yet):
+        # it takes (key, record), each key owned by one sink partition, so writes per key stay in order.
+        op.output("write_sink", op.key_on("key_for_sink", records, sink_key), sink)
+    else:
+        op.output("write_sink", records, sink)
     return flow

@@ -20,7 +20,9 @@ EXPECTED_METRICS: dict[str, dict[str, str]] = {
         "pipeline_flow_late_events_total": "counter: events that arrived after their window closed",
         "pipeline_flow_alerts_total": "counter{severity}: anomaly alerts emitted by this process",
         "pipeline_sink_batch_seconds_bucket": "histogram: seconds per Redis write batch (sinks.metrics)",
-        "pipeline_sink_circuit_state": "gauge{worker}: Redis circuit breaker, 0 closed, 1 half-open, 2 open",
+        "pipeline_sink_circuit_state": (
+            "gauge{partition}: Redis circuit breaker of each sink partition, 0 closed, 1 half-open, 2 open"
+        ),
         # Bytewax's own KafkaSource gauge (statistics.interval.ms is set on the flow's consumers).
         "bytewax_kafka_consumer_lag": "gauge{step_id,topic,partition}: messages behind the log end",
     },

@@ -1,7 +1,8 @@
 """Prometheus metrics of the Redis sink, defined once (default registry).
 
 The dataflow process exposes them on its metrics port together with its own.
-Per-partition gauges carry a ``worker`` label (the Bytewax worker index).
+Per-partition gauges carry a ``partition`` label (the Redis sink partition, see
+`sinks.redis_sink`).
 """
 
 from __future__ import annotations
@@ -27,17 +28,17 @@ WRITE_FAILURES = Counter(
 CIRCUIT_STATE = Gauge(
     "pipeline_sink_circuit_state",
     "Circuit breaker in front of Redis: 0 closed, 1 half-open, 2 open.",
-    ["worker"],
+    ["partition"],
 )
 BUFFERED_RECORDS = Gauge(
     "pipeline_sink_buffered_records",
     "Coalesced records waiting for Redis.",
-    ["worker"],
+    ["partition"],
 )
 BACKPRESSURE = Gauge(
     "pipeline_sink_backpressure",
     "1 while the sink blocks the dataflow because its buffer is full, else 0.",
-    ["worker"],
+    ["partition"],
 )
 
 CIRCUIT_STATE_VALUE: dict[CircuitState, int] = {

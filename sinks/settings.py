@@ -32,8 +32,18 @@ class SinkSettings(RedisConnection):
         100_000,
         ge=1,
         description=(
-            "Coalesced records the sink buffers while Redis is unreachable; beyond it the sink blocks "
-            "the dataflow (backpressure) until Redis takes writes again, never dropping results."
+            "Coalesced records the sink buffers while Redis is unreachable, split evenly over its "
+            "partitions; beyond a partition's share it blocks the dataflow (backpressure) until Redis "
+            "takes writes again, never dropping results."
+        ),
+    )
+    sink_partitions: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description=(
+            "Partitions of the Redis sink, spread over the workers; each keeps its unwritten records in "
+            "the recovery snapshots. Fixed for the life of a recovery folder; a multiple of the worker count."
         ),
     )
     sink_retries: int = Field(
@@ -62,6 +72,11 @@ class SinkSettings(RedisConnection):
         if base is not None and value < base:
             raise ValueError(f"must be >= PIPELINE_SINK_BACKOFF_BASE_S ({base})")
         return value
+
+    @property
+    def sink_partition_buffer_max_records(self) -> int:
+        """One sink partition's share of `sink_buffer_max_records` (rounded up, so at least 1)."""
+        return -(-self.sink_buffer_max_records // self.sink_partitions)
 
     @property
     def sink_retention_ms(self) -> int:

@@ -254,6 +254,24 @@ class PendingWrites:
                     "TrendState, ActivityWindow, PageTotal, PipelineCounters and SensorReading"
                 )
 
+    def records(self) -> list[SinkRecord]:
+        """Every buffered record, e.g. for a recovery snapshot.
+
+        Each identity holds one record, so adding them to an empty buffer, in any
+        order, gives a buffer equal to this one.
+        """
+        held: list[SinkRecord] = [
+            *self.latest.values(),
+            *self.windows.values(),
+            *self.trends.values(),
+            *self.alerts.values(),
+            *self.activity.values(),
+            *self.totals.values(),
+        ]
+        if self.counters is not None:
+            held.append(self.counters)
+        return held
+
     def counts(self) -> dict[UpdateKind, int]:
         """Buffered records per kind (kinds with none left out)."""
         counts = {

@@ -8,12 +8,15 @@ prefix into plain Python structures, so two runs compare with ``==``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ import redis
 from bytewax.connectors.kafka import KafkaSourceMessage
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from sources.activity import ActivityConfig, ActivitySimulator
 from sources.clock import simulated_times
@@ -183,6 +187,36 @@ def init_recovery(directory: Path, partitions: int = 2) -> None:
     """Create Bytewax's recovery partitions (``python -m bytewax.recovery``)."""
     directory.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(directory), str(partitions)], check=True)
+
+
+def committed_epoch(directory: Path) -> int:
+    """The epoch a flow restarted on `directory` would resume from: the oldest commit of its partitions.
+
+    Bytewax commits an epoch in every recovery partition once all of that epoch's
+    snapshots (input offsets and every stateful step) are stored; -1 before the first.
+    """
+    epochs = []
+    for part in sorted(directory.glob("*.sqlite3")):
+        # Read-only and short-lived: the running flow keeps writing these files.
+        with contextlib.closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=10)) as db:
+            row = db.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()
+        epochs.append(-1 if row is None or row[0] is None else int(row[0]))
+    return min(epochs, default=-1)
+
+
+def metric_total(port: int, name: str) -> float | None:
+    """Sum over all label sets of the sample `name` served on ``127.0.0.1:port``; None while unreachable."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
 
 
 def flow_argv(workers: int = 1, recovery: Path | None = None) -> list[str]:

@@ -28,12 +28,14 @@ from sinks.redis_sink import RedisSink
 from sources.models import DeadLetter, Metric, SensorReading
 from tests.pipeline_harness import (
     PipelineTopics,
+    committed_epoch,
     consume_all,
     delete_topics,
     free_port,
     init_recovery,
     kill_after,
     make_topics,
+    metric_total,
     produce,
     redis_content,
     run_flow,
@@ -101,7 +103,11 @@ def _reference(topics: PipelineTopics, prefix: str) -> tuple[dict[str, object], 
         redis_prefix=prefix,
     )
     dead: list[DeadLetter] = []
-    run_main(build_flow(settings, TestingSource(messages), RedisSink(settings), TestingSink(dead)))
+    # Batches of 100 (the content does not depend on batching): one message per batch made this run
+    # take minutes on a busy machine, and the flow's idle timers (wall clock) close windows meanwhile.
+    run_main(
+        build_flow(settings, TestingSource(messages, batch_size=100), RedisSink(settings), TestingSink(dead))
+    )
     return redis_content(redis.Redis.from_url(topics.redis_url), prefix), dead
 
 
@@ -244,6 +250,80 @@ def test_redis_down_for_longer_than_the_breaker_threshold_loses_nothing(
         events = [json.loads(line).get("event") for line in out.decode().splitlines() if line.startswith("{")]
         assert "circuit_opened" in events and "circuit_closed" in events
         assert redis_content(redis.Redis.from_url(own_url), topics.prefix) == clean
+    finally:
+        local.stop(own, "redis")
+        delete_topics(kafka_admin, topics)
+
+
+def test_a_flow_killed_while_redis_is_down_writes_its_buffered_results_after_the_restart(
+    kafka_bootstrap, kafka_admin, redis_url, tmp_path
+):
+    """Results buffered during an outage live in the sink's snapshots, not only in memory.
+
+    The snapshots that hold the Kafka offsets past those results (same epoch) also hold
+    them, so a SIGKILL during the outage cannot lose them: the restarted flow writes them.
+    """
+    own = LocalInfraSettings(redis_url=f"redis://127.0.0.1:{free_port()}/0", state_dir=tmp_path / "redis")
+    local.start(own, "redis")
+    topics = make_topics(kafka_admin, kafka_bootstrap, redis_url)
+    try:
+        readings, events = simulated_events(60_000, 5_000, START_MS, seed=13)
+        produce(kafka_bootstrap, topics.iot, readings)
+        produce(kafka_bootstrap, topics.activity, events)
+        run_flow(topics.env(topics.prefix + "clean:"))
+        clean = redis_content(redis.Redis.from_url(redis_url), topics.prefix + "clean:")
+
+        own_url = own.redis_url.get_secret_value()
+        flaky = redis.Redis.from_url(own_url)
+        metrics_port = free_port()
+        env = topics.env(
+            topics.prefix,
+            PIPELINE_REDIS_URL=own_url,
+            PIPELINE_KAFKA_BATCH_SIZE="100",
+            PIPELINE_FLOW_METRICS_PORT=str(metrics_port),
+            PIPELINE_SINK_BREAKER_FAILURE_THRESHOLD="2",
+            PIPELINE_SINK_BREAKER_RESET_TIMEOUT_S="1",
+            PIPELINE_SINK_RETRIES="0",
+            PIPELINE_SINK_SOCKET_CONNECT_TIMEOUT_S="0.2",
+            PIPELINE_SINK_CLOSE_TIMEOUT_S="120",  # at the end of the input it waits for Redis: still alive
+        )
+        recovery = tmp_path / "recovery"
+        init_recovery(recovery)
+        procs = start_flow(env, recovery=recovery)
+        deadline = time.monotonic() + 60
+        while _events_in(flaky, topics.prefix) == 0:
+            assert procs[0].poll() is None, "the flow ended before Redis could be stopped"
+            assert time.monotonic() < deadline, "the flow wrote nothing to Redis"
+            time.sleep(0.02)
+        # SHUTDOWN SAVE: the restarted server loads what it acknowledged; only the flow can lose results.
+        with contextlib.suppress(redis.ConnectionError):
+            flaky.shutdown(save=True)
+        local.stop(own, "redis")
+
+        deadline = time.monotonic() + 60
+        while not metric_total(metrics_port, "pipeline_sink_buffered_records"):
+            assert procs[0].poll() is None, "the flow exited while Redis was down"
+            assert time.monotonic() < deadline, "the sink never buffered a result while Redis was down"
+            time.sleep(0.05)
+        # Results are buffered now; once two more epochs are committed, a snapshot whose Kafka
+        # offsets lie past them is durable, and a restart resumes after them.
+        buffered_at = committed_epoch(recovery)
+        deadline = time.monotonic() + 60
+        while committed_epoch(recovery) < buffered_at + 2:
+            assert procs[0].poll() is None, "the flow exited while Redis was down"
+            assert time.monotonic() < deadline, "no snapshot was committed during the outage"
+            time.sleep(0.05)
+        assert procs[0].poll() is None, "the flow ended before it could be killed"
+        kill_after(procs, 0)
+
+        local.start(own, "redis")
+        [restarted] = start_flow(env, recovery=recovery)
+        out, _ = restarted.communicate(timeout=180)
+        assert restarted.returncode == 0, out.decode(errors="replace")[-3000:]
+        assert redis_content(flaky, topics.prefix) == clean
+        events = [json.loads(line).get("event") for line in out.decode().splitlines() if line.startswith("{")]
+        assert "sink_partition_resumed" in events, "the buffered results came back from the snapshots"
+        flaky.close()
     finally:
         local.stop(own, "redis")
         delete_topics(kafka_admin, topics)

@@ -6,6 +6,8 @@ stop and restart it; the uninterrupted reference goes to the shared test Redis.
 
 from __future__ import annotations
 
+import contextlib
+import pickle
 import socket
 import threading
 import time
@@ -22,7 +24,7 @@ from prometheus_client import REGISTRY
 from infra import local
 from infra.settings import LocalInfraSettings
 from sinks.records import CircuitState
-from sinks.redis_sink import RedisSink, RedisSinkPartition
+from sinks.redis_sink import RedisSink, RedisSinkPartition, sink_key
 from sinks.settings import SinkSettings
 from sinks.writer import PendingWrites, RedisWriter, SinkRecord
 from tests.sink_samples import T0, dump, live_batch
@@ -74,8 +76,8 @@ def reference(redis_url: str, prefix: str, batches: list[list[SinkRecord]]) -> d
         return dump(client, prefix)
 
 
-def gauge(name: str, worker: str = "0") -> float | None:
-    return REGISTRY.get_sample_value(name, {"worker": worker})
+def gauge(name: str, partition: str = "0") -> float | None:
+    return REGISTRY.get_sample_value(name, {"partition": partition})
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -93,7 +95,7 @@ def test_the_sink_writes_a_dataflows_output_as_the_writer_would(redis_url, redis
     )
     op.output(
         "write_redis",
-        results,
+        op.key_on("key_for_redis", results, sink_key),
         RedisSink(SinkSettings(redis_url=redis_url, redis_prefix=key_prefix), now_ms=lambda: NOW_MS),
     )
 
@@ -115,7 +117,7 @@ def test_redis_down_longer_than_the_breaker_threshold_loses_nothing(
         **FAST_FAILURE,
     )
     sink = RedisSink(settings, clock=clock, now_ms=lambda: NOW_MS)
-    part = sink.build("write_redis", 0, 1)
+    part = sink.build_part("write_redis", "0", None)
     transitions: list[CircuitState] = []
     part.breaker.add_listener(lambda _old, new: transitions.append(new))
     batches = [live_batch(T0 + i * 10_000) for i in range(16)]
@@ -170,11 +172,12 @@ def test_a_full_buffer_blocks_the_dataflow_until_redis_is_back(own_redis, redis_
         redis_url=url,
         redis_prefix=key_prefix,
         sink_buffer_max_records=len(two_batches),  # the third batch goes beyond it
+        sink_partitions=1,  # the whole bound is this one partition's
         sink_breaker_failure_threshold=1,
         sink_breaker_reset_timeout_s=0.2,
         **FAST_FAILURE,
     )
-    part = RedisSink(settings, now_ms=lambda: NOW_MS).build("write_redis", 0, 1)
+    part = RedisSink(settings, now_ms=lambda: NOW_MS).build_part("write_redis", "0", None)
     local.redis_service(own_redis).stop()
 
     part.write_batch(batches[0])
@@ -206,7 +209,7 @@ def test_close_writes_the_buffer_once_redis_is_back(own_redis, redis_url, key_pr
         sink_close_timeout_s=30,
         **FAST_FAILURE,
     )
-    part = RedisSink(settings, now_ms=lambda: NOW_MS).build("write_redis", 0, 1)
+    part = RedisSink(settings, now_ms=lambda: NOW_MS).build_part("write_redis", "0", None)
     local.redis_service(own_redis).stop()
     for batch in batches:
         part.write_batch(batch)
@@ -226,7 +229,7 @@ def test_close_gives_up_loudly_when_redis_stays_down(own_redis, key_prefix):
         sink_close_timeout_s=0.1,
         **FAST_FAILURE,
     )
-    part: RedisSinkPartition = RedisSink(settings).build("write_redis", 0, 1)
+    part: RedisSinkPartition = RedisSink(settings).build_part("write_redis", "0", None)
     local.redis_service(own_redis).stop()
     part.write_batch(live_batch(T0))
 
@@ -235,3 +238,36 @@ def test_close_gives_up_loudly_when_redis_stays_down(own_redis, key_prefix):
 
     [event] = [e for e in logs if e["event"] == "sink_closed_with_unwritten_records"]
     assert event["records"] == part.buffered > 0
+
+
+def test_a_partition_resumed_from_its_snapshot_writes_what_redis_never_took(own_redis, redis_url, key_prefix):
+    url = own_redis.redis_url.get_secret_value()
+    batches = [live_batch(T0 + i * 10_000) for i in range(6)]
+    settings = SinkSettings(
+        redis_url=url,
+        redis_prefix=key_prefix,
+        sink_breaker_failure_threshold=1,
+        sink_close_timeout_s=0,
+        **FAST_FAILURE,
+    )
+    sink = RedisSink(settings, now_ms=lambda: NOW_MS)
+    crashed = sink.build_part("write_redis", "0", None)
+    for batch in batches[:2]:
+        crashed.write_batch(batch)
+    with redis.Redis.from_url(url) as own, contextlib.suppress(redis.ConnectionError):
+        own.shutdown(save=True)  # the restarted server comes back with what it acknowledged
+    local.redis_service(own_redis).stop()
+    for batch in batches[2:4]:
+        crashed.write_batch(batch)
+    stored = pickle.dumps(crashed.snapshot())  # what Bytewax keeps; then the process dies
+    assert crashed.buffered > 0
+
+    local.start_redis(own_redis)
+    resumed = sink.build_part("write_redis", "0", pickle.loads(stored))
+    assert resumed.buffered == 0  # written at once: Redis is back
+    for batch in batches[4:]:
+        resumed.write_batch(batch)
+    resumed.close()
+
+    with redis.Redis.from_url(url) as own:
+        assert dump(own, key_prefix) == reference(redis_url, key_prefix, batches)
