@@ -94,6 +94,31 @@ def _detection_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str
             "",
         ),
         "mean detection delay": (data["mean_delay_readings"], "readings"),
+        **_trend_figures(data),
+    }
+
+
+def _confusion(matrix: dict[str, dict[str, int]]) -> str:
+    # Rows: the truth's direction; the flow's answers beside each.
+    return "; ".join(f"{want}: " + "/".join(str(n) for n in row.values()) for want, row in matrix.items())
+
+
+def _trend_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str]]:
+    if "trend_accuracy" not in data:
+        return {}
+    order = "/".join(next(iter(data["trend_confusion"].values())))
+    return {
+        "trend direction accuracy": (round(data["trend_accuracy"], 3), "ratio"),
+        "trend direction accuracy inside injected drifts": (round(data["trend_drift_accuracy"], 3), "ratio"),
+        "trend reports scored (inside drifts)": (
+            f"{data['trend_reports']} ({data['trend_drift_reports']})",
+            "",
+        ),
+        f"trend confusion, truth: flow {order}": (_confusion(data["trend_confusion"]), ""),
+        f"trend confusion inside drifts, truth: flow {order}": (
+            _confusion(data["trend_drift_confusion"]),
+            "",
+        ),
     }
 
 
@@ -115,7 +140,10 @@ BENCHES = [
         "detection",
         "ZScoreDetector at the flow's default settings on every (device, metric) series of the IoT "
         "simulator, scored against its ground truth (truth.anomalies): an alert (episode) is true if it "
-        "starts inside an injected spike/dip of the same series; recall over anomalies after warm-up.",
+        "starts inside an injected spike/dip of the same series; recall over anomalies after warm-up. "
+        "Trend: the flow's RollingTrend (default settings) read once per 10 s report, its direction "
+        "against the direction of the truth's noise-free least-squares slope over the same 5-min span "
+        "(same minimum slopes); all reports after the first full span, and those inside a drift.",
         [PY, "-m", "bench.bench_detection", "--minutes", "60"],
         [PY, "-m", "bench.bench_detection", "--minutes", "600"],
         from_json=_detection_figures,
