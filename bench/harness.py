@@ -12,6 +12,7 @@ Progress bars are tqdm on stderr (``bench/run.py`` shows them as they move).
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import subprocess
@@ -32,8 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import redis  # noqa: E402
+
 from sources.topics import TopicSpec, ensure_topics  # noqa: E402
-from tests.pipeline_harness import PipelineTopics  # noqa: E402
+from tests.pipeline_harness import PipelineTopics, delete_topics, start_flow  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -126,21 +129,21 @@ def start_producer(
     return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def stop_processes(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = 60.0) -> list[str]:
-    """SIGTERM every process (the product's graceful stop), wait, SIGKILL stragglers; their outputs."""
+def stop_processes(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = 60.0) -> None:
+    """SIGTERM every process (the product's graceful stop), wait, SIGKILL stragglers.
+
+    Their output is read by `drain` threads, so waiting cannot stall on a full pipe.
+    """
     for p in procs:
         if p.poll() is None:
             p.terminate()
-    outputs = []
     deadline = time.monotonic() + timeout_s
     for p in procs:
         try:
-            out, _ = p.communicate(timeout=max(deadline - time.monotonic(), 1))
+            p.wait(timeout=max(deadline - time.monotonic(), 1))
         except subprocess.TimeoutExpired:
             p.kill()
-            out, _ = p.communicate()
-        outputs.append((out or b"").decode(errors="replace"))
-    return outputs
+            p.wait()
 
 
 @dataclass
@@ -210,3 +213,102 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 MB = 1024 * 1024
+
+
+def drain(proc: subprocess.Popen[bytes], keep: int = 200) -> collections.deque[str]:
+    """Read a process's output in a thread (a full pipe would stall it); the last `keep` lines."""
+    tail: collections.deque[str] = collections.deque(maxlen=keep)
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            tail.append(raw.decode(errors="replace").rstrip())
+
+    threading.Thread(target=pump, daemon=True).start()
+    return tail
+
+
+@dataclass
+class LiveRun:
+    """The live pipeline on fresh topics: the flow tailing them, producers sending at a steady rate.
+
+    The IoT rate is split over ``ceil(rate / max_rate_per_producer)`` producer processes
+    (different seeds, the same device ids), since one Python producer tops out at a few
+    tens of thousands of events/s. Event time is the producers' wall clock, so the time
+    of production. Use as a context manager: everything it started is stopped, its
+    topics and keys removed, on exit.
+    """
+
+    admin: AdminClient
+    bootstrap: str
+    redis_url: str
+    iot_rate: float
+    activity_rate: float
+    devices: int
+    shape: FlowShape = field(default_factory=FlowShape)
+    partitions: int = 3
+    max_rate_per_producer: float = 25_000.0
+    flow_env: dict[str, str] = field(default_factory=dict)
+    """Extra ``PIPELINE_`` settings of the flow (e.g. a short retention)."""
+    topics: PipelineTopics | None = None
+    flow: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    producers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    outputs: dict[str, collections.deque[str]] = field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        """The run's Redis key prefix."""
+        assert self.topics is not None
+        return self.topics.prefix
+
+    def __enter__(self) -> LiveRun:
+        self.topics = fresh_topics(self.admin, self.bootstrap, self.redis_url, self.partitions)
+        env = self.topics.env(
+            PIPELINE_KAFKA_STOP_AT_END="false", PIPELINE_LOG_LEVEL="WARNING", **self.flow_env
+        )
+        self.flow = start_flow(env, workers=self.shape.workers, processes=self.shape.processes)
+        for i, proc in enumerate(self.flow):
+            self.outputs[f"flow-{i}"] = drain(proc)
+        penv = producer_env(self.topics)
+        n = max(1, math.ceil(self.iot_rate / self.max_rate_per_producer))
+        for i in range(n):
+            proc = start_producer(penv, "iot", self.iot_rate / n, seed=42 + i, devices=self.devices)
+            self.producers.append(proc)
+            self.outputs[f"iot-{i}"] = drain(proc)
+        if self.activity_rate > 0:
+            proc = start_producer(penv, "activity", self.activity_rate, seed=42)
+            self.producers.append(proc)
+            self.outputs["activity"] = drain(proc)
+        return self
+
+    def produced(self) -> int:
+        """IoT readings in the topic so far."""
+        assert self.topics is not None
+        return topic_messages(self.bootstrap, self.topics.iot)
+
+    def check_alive(self) -> None:
+        """Fail, with its output, if a flow or producer process ended early."""
+        for name, proc in [*(("flow", p) for p in self.flow), *(("producer", p) for p in self.producers)]:
+            if proc.poll() is not None:
+                tail = "\n".join(self.outputs_of(proc))
+                raise RuntimeError(f"{name} process exited {proc.returncode}:\n{tail[-3000:]}")
+
+    def outputs_of(self, proc: subprocess.Popen[bytes]) -> list[str]:
+        """The last lines a process wrote."""
+        procs = [*self.flow, *self.producers]
+        names = list(self.outputs)
+        return list(self.outputs[names[procs.index(proc)]])
+
+    def stop_producers(self) -> None:
+        """Stop the producers (graceful: they flush what they hold)."""
+        stop_processes(self.producers)
+
+    def __exit__(self, *_exc: object) -> None:
+        stop_processes(self.producers)
+        stop_processes(self.flow)
+        if self.topics is not None:
+            delete_topics(self.admin, self.topics)
+            client = redis.Redis.from_url(self.redis_url)
+            keys = list(client.scan_iter(match=f"{self.topics.prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
