@@ -297,9 +297,7 @@ def main() -> int:
     redis_url = infra.redis_url.get_secret_value()
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
     flow = FlowSettings()  # the flow's defaults: window lengths and allowed lateness
-    results = [
-        measure_rate(admin, bootstrap, redis_url, float(r), args, flow) for r in args.rates.split(",")
-    ]
+    results = [measure_rate(admin, bootstrap, redis_url, float(r), args, flow) for r in args.rates.split(",")]
 
     print(
         f"# bench_freshness: {args.devices} devices, flow {FlowShape.parse(args.flow).label}, "
