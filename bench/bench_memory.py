@@ -13,7 +13,8 @@ Reported: flow RSS at the start of the measured span (after ``--warmup``), peak,
 end and the least-squares slope over the second half (MB/min; near 0 = flat);
 Redis used_memory once the retention span has passed, its peak and end, and its
 slope after the retention span plus the sliding window's length (when every
-series has filled up and trimming keeps pace; a short run: after the retention span). The run's achieved IoT rate is printed beside.
+series has filled up and trimming keeps pace; a short run: after the retention
+span). The run's achieved IoT rate is printed beside.
 
     .venv/bin/python -m bench.bench_memory [--seconds 600] [--rate 10000] [--retention-s 120]
 """
