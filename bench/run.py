@@ -425,9 +425,11 @@ def run_one(bench: Bench, argv: list[str], env: dict[str, str], index: int, coun
     }
 
 
-def _fmt(value: float | str, unit: str) -> str:
+def _fmt(value: float | str | None, unit: str) -> str:
     if isinstance(value, str):
         return value
+    if value is None or value != value:  # JSON null (NaN: nothing measured)
+        return "n/a"
     if unit == "ratio":
         return f"{value:.3f}"
     if unit == "" and value <= 1.5:
