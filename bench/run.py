@@ -275,7 +275,7 @@ BENCHES = [
         "every poll interval (1 s) behind the page's client-side gate (next tick only once answered), "
         "a writer adding a window to every device every 10 s; round trip over loopback, first 3 s "
         "unmeasured; Redis reads from the server's own /metrics.",
-        [PY, "-m", "bench.dash_tick", "--seconds", "15", "--rounds", "20"],
+        [PY, "-m", "bench.dash_tick", "--seconds", "10", "--rounds", "20"],
         [PY, "-m", "bench.dash_tick", "--seconds", "60"],
         from_json=_dash_figures,
     ),
@@ -288,16 +288,16 @@ BENCHES = [
         "now (1 ms histogram over per-device event time); alerts = now - the episode's first reading; "
         "windows (10 s, 60 s; 20 devices sampled) = now - (window end + allowed lateness). 'now' after "
         "the read returns; warm-up unmeasured; achieved rate = IoT topic growth.",
-        [PY, "-m", "bench.bench_freshness", "--rates", "2000,10000", "--seconds", "15", "--warmup", "5"],
-        [PY, "-m", "bench.bench_freshness", "--rates", "10000,50000", "--seconds", "60"],
+        [PY, "-m", "bench.bench_freshness", "--rates", "2000,10000", "--seconds", "10", "--warmup", "4"],
+        [PY, "-m", "bench.bench_freshness", "--rates", "10000,50000", "--seconds", "45"],
         from_json=_freshness_figures,
     ),
     Bench(
         "scaling",
         "Like e2e (preloaded events, flow to the end of the topics, fresh key prefix per run): flow shape "
         "(1w/2w/2p, 3 partitions, 10 devices), partitions (2 workers) and devices (1 worker, 3 partitions), "
-        "the same number of events per run; peak RSS of the flow's processes (psutil, every 0.2 s). Quick "
-        "skips the shape sweep (e2e has it).",
+        "the same number of events per run; peak RSS of the flow's processes (psutil, every 0.2 s). The "
+        "suite skips the shape sweep: e2e runs 1w/2w/2p with peak RSS on its larger load.",
         [
             PY,
             "-m",
@@ -311,7 +311,7 @@ BENCHES = [
             "--devices",
             "10,1000",
         ],
-        [PY, "-m", "bench.bench_scaling", "--events", "500000"],
+        [PY, "-m", "bench.bench_scaling", "--events", "400000", "--shapes", ""],
         from_json=_scaling_figures,
     ),
     Bench(
@@ -320,7 +320,7 @@ BENCHES = [
         "(PIPELINE_SINK_RETENTION_S) so the run outlasts it; every 1 s the flow's RSS (psutil), Redis "
         "INFO used_memory and one 10 s series' ZCARD. Slopes: least squares, flow over the second half, "
         "Redis once retention plus the sliding window have passed.",
-        [PY, "-m", "bench.bench_memory", "--seconds", "60", "--rate", "2000", "--retention-s", "20"],
+        [PY, "-m", "bench.bench_memory", "--seconds", "45", "--rate", "2000", "--retention-s", "15"],
         [PY, "-m", "bench.bench_memory", "--seconds", "600", "--rate", "10000", "--retention-s", "120"],
         from_json=_memory_figures,
     ),
