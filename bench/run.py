@@ -21,6 +21,7 @@ import argparse
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -389,7 +390,7 @@ def _pump(stream: Any, sink: list[str], label: str, keep: bool) -> None:
 
 def run_one(bench: Bench, argv: list[str], env: dict[str, str], index: int, count: int) -> dict[str, Any]:
     """Run one benchmark as a subprocess, echoing its output; return its result entry."""
-    print(f"[{index}/{count}] {bench.name}: {' '.join(argv[1:])}", flush=True)
+    print(f"[{index}/{count}] {bench.name}: {shlex.join(argv[1:])}", flush=True)
     started = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out: list[str] = []
@@ -421,7 +422,7 @@ def run_one(bench: Bench, argv: list[str], env: dict[str, str], index: int, coun
     return {
         "name": bench.name,
         "method": bench.method,
-        "command": " ".join(["python", *argv[1:]]),
+        "command": shlex.join(["python", *argv[1:]]),
         "returncode": returncode,
         "seconds": round(seconds, 1),
         "figures": {name: {"value": value, "unit": unit} for name, (value, unit) in figures.items()},
