@@ -145,7 +145,10 @@ class Observer:
                 kinds: set[str] | None = None  # None: no notification, read everything
                 if msg is not None and msg.get("type") == "message":
                     self.obs.notifications += 1
-                    kinds = set(decode_update(msg["data"]).kinds)
+                    try:
+                        kinds = set(decode_update(msg["data"]).kinds)
+                    except (ValueError, KeyError, TypeError):
+                        kinds = None  # a notification of another shape: read everything
                 if kinds is None or "latest" in kinds:
                     self._read_latest(record=True)
                 if kinds is None or "alerts" in kinds:
