@@ -16,7 +16,17 @@ keeps one alert per episode, identified by its start). Scored against
   reading to the alert's first reading.
 
 Anomalies before a series' detector has its warm-up baseline cannot be detected
-and are left out of recall (their number is printed). Pure Python, no services.
+and are left out of recall (their number is printed).
+
+Trend accuracy (`trend_accuracy`): each device's readings feed the flow's own
+`flows.trend.RollingTrend`, built as the flow builds it
+(``IotParams.new_state``), and its direction is read once per trend report
+interval (the flow reports a device's trend once per 10 s of event time). The
+truth is `GroundTruth.slope_per_min` (least-squares slope of the noise-free
+signal: cycle, drifts and shifts, no noise or spikes) over the same span, given a
+direction by the same minimum slope per metric. Scored: accuracy and the confusion
+matrix over every report once a full span of readings exists, and over the
+reports whose whole span lies inside an injected drift. Pure Python, no services.
 The last line of output is ``BENCH_JSON {...}``.
 
     .venv/bin/python -m bench.bench_detection [--minutes 60] [--devices 10]
@@ -25,6 +35,7 @@ The last line of output is ``BENCH_JSON {...}``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 from collections import defaultdict
@@ -39,14 +50,101 @@ import orjson  # noqa: E402
 from flows.logic import IotParams  # noqa: E402
 from flows.settings import FlowSettings  # noqa: E402
 from flows.zscore import ZScoreDetector  # noqa: E402
-from sinks.records import Severity  # noqa: E402
+from sinks.records import Severity, Trend  # noqa: E402
 from sources.clock import simulated_times  # noqa: E402
 from sources.iot import METRICS, IotConfig, IotSimulator  # noqa: E402
 from sources.models import Metric  # noqa: E402
-from sources.truth import ChangeKind  # noqa: E402
+from sources.truth import ChangeKind, GroundTruth  # noqa: E402
 
 T0_MS = 1_700_000_000_000
 HZ_PER_DEVICE = 2.0
+TRENDS = (Trend.RISING, Trend.FALLING, Trend.STABLE)
+
+
+def _direction(slope_per_min: float, min_slope: float) -> Trend:
+    if slope_per_min >= min_slope:
+        return Trend.RISING
+    if slope_per_min <= -min_slope:
+        return Trend.FALLING
+    return Trend.STABLE
+
+
+def trend_accuracy(
+    times: dict[str, list[int]],
+    values: dict[tuple[str, Metric], list[float]],
+    truth: GroundTruth,
+    params: IotParams,
+) -> dict[str, object]:
+    """Score the flow's trend direction against the ground truth's (see the module docstring).
+
+    Args:
+        times: Event times (ms) of each device's readings, in order.
+        values: The readings' values per (device, metric), aligned with `times`.
+        truth: The simulator's ground truth.
+        params: The flow's per-device configuration (trend span, thresholds, report interval).
+
+    Returns:
+        Counts, accuracies and confusion matrices (``confusion[truth][flow]``), JSON-ready.
+    """
+    span_ms = round(params.trend_span_s * 1000)
+    report_ms = params.trend_report_ms
+    all_matrix = {t: dict.fromkeys(TRENDS, 0) for t in TRENDS}
+    drift_matrix = {t: dict.fromkeys(TRENDS, 0) for t in TRENDS}
+    for device, device_times in times.items():
+        fit_state = params.new_state(device).trend
+        t = np.array(device_times, dtype=np.int64)
+        xs = np.array([values[device, m] for m in METRICS], dtype=np.float64)
+        drifts = [truth.changes_of(device, m, ChangeKind.DRIFT) for m in METRICS]
+        interval = t // report_ms
+        bounds = np.flatnonzero(np.diff(interval)) + 1
+        for a, b in itertools.pairwise([0, *bounds.tolist(), len(t)]):
+            fit_state.update_many(t[a:b], xs[:, a:b])
+            newest = int(t[b - 1])
+            start = newest - span_ms
+            if start < int(t[0]):
+                continue  # the fit doesn't have a full span yet: the truth would cover other readings
+            for i, (metric, fit) in enumerate(zip(METRICS, fit_state.fit(), strict=True)):
+                min_slope = params.trend_min_slopes[i]
+                want = _direction(truth.slope_per_min(device, metric, start, newest), min_slope)
+                all_matrix[want][fit.direction] += 1
+                if any(d.start_ms <= start and newest <= d.end_ms for d in drifts[i]):
+                    drift_matrix[want][fit.direction] += 1
+
+    def score(matrix: dict[Trend, dict[Trend, int]]) -> tuple[int, float]:
+        total = sum(sum(row.values()) for row in matrix.values())
+        right = sum(matrix[t][t] for t in TRENDS)
+        return total, right / total if total else float("nan")
+
+    total, accuracy = score(all_matrix)
+    drift_total, drift_accuracy = score(drift_matrix)
+    return {
+        "trend_reports": total,
+        "trend_accuracy": accuracy,
+        "trend_drift_reports": drift_total,
+        "trend_drift_accuracy": drift_accuracy,
+        "trend_confusion": {w.value: {g.value: n for g, n in row.items()} for w, row in all_matrix.items()},
+        "trend_drift_confusion": {
+            w.value: {g.value: n for g, n in row.items()} for w, row in drift_matrix.items()
+        },
+    }
+
+
+def print_trend(result: dict[str, object], params: IotParams) -> None:
+    """The trend figures, readable (confusion rows: the truth; columns: the flow)."""
+    print(
+        f"trend direction vs truth (span {params.trend_span_s:g} s, min slopes "
+        f"{dict(zip((m.value for m in METRICS), params.trend_min_slopes, strict=True))}/min, "
+        f"min |t| {params.trend_min_t:g}): accuracy {result['trend_accuracy']:.3f} over "
+        f"{result['trend_reports']} reports; inside injected drifts {result['trend_drift_accuracy']:.3f} "
+        f"over {result['trend_drift_reports']}"
+    )
+    for name, key in (("all reports", "trend_confusion"), ("inside drifts", "trend_drift_confusion")):
+        matrix = result[key]
+        assert isinstance(matrix, dict)
+        print(
+            f"  confusion, {name} (rows truth, columns flow): "
+            + " | ".join(f"{w}: " + " ".join(f"{g} {n}" for g, n in row.items()) for w, row in matrix.items())
+        )
 
 
 def main() -> int:
@@ -153,6 +251,9 @@ def main() -> int:
         "mean_delay_readings": mean_delay_readings,
         "mean_delay_ms": mean_delay_ms,
     }
+    trend = trend_accuracy(times, values, truth, params)
+    print_trend(trend, params)
+    result.update(trend)
     print("BENCH_JSON " + orjson.dumps(result).decode())
     return 0
 

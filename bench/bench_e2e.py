@@ -3,15 +3,18 @@
 Preloads simulator events (IoT readings at 2 Hz per device, plus activity events)
 into fresh topics (3 partitions each, as the pipeline creates them), then runs
 ``python -m bytewax.run flows.main`` with ``PIPELINE_KAFKA_STOP_AT_END=true`` from
-the beginning of the topics to their end, into the real Redis, once per worker
-count. Two figures per run:
+the beginning of the topics to their end, into the real Redis, once per flow
+shape: 1 worker, 2 workers (one process, ``-w 2``) and 2 processes of one worker
+each (``-i 0|1 -a host:port;host:port``, as the pipeline tests run them). Figures per run:
 
 * *wall*: all events / time from process start to process exit (includes Python
   start-up, imports, Kafka metadata and the final flush);
 * *steady*: all events / time from the first write seen in Redis (the latest
-  reading hash appearing, polled every 5 ms) to process exit.
+  reading hash appearing, polled every 5 ms) to process exit;
+* *peak RSS*: the flow's resident memory at its highest (summed over its processes,
+  sampled every 0.2 s with psutil).
 
-The Redis content of every run must equal the 1-worker run's
+The Redis content of every run must equal the first (1-worker) run's
 (exact equality of every key): a fast wrong answer doesn't count.
 The *ceiling* is a plain confluent-kafka consumer on the same topics that only
 batch-consumes and decodes every value with orjson; our figures are reported as a
@@ -21,7 +24,7 @@ The broker and Redis are ``PIPELINE_KAFKA_BOOTSTRAP_SERVERS`` and
 ``PIPELINE_REDIS_URL`` (``bench/run.py`` starts its own ones). The last line of
 output is ``BENCH_JSON {...}`` with every figure, for ``bench/run.py``.
 
-    .venv/bin/python -m bench.bench_e2e [--iot 200000] [--activity 20000] [--workers 1,2] [--devices 10]
+    .venv/bin/python -m bench.bench_e2e [--iot 200000] [--activity 20000] [--runs 1w,2w,2p] [--devices 10]
 """
 
 from __future__ import annotations
@@ -43,9 +46,10 @@ import redis  # noqa: E402
 from confluent_kafka import Consumer, KafkaError, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 
+from bench.harness import MB, FlowShape, MemorySampler, bar, say  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from infra.settings import LocalInfraSettings  # noqa: E402
-from sinks.layout import Layout  # noqa: E402
+from sinks.layout import Layout, decode_stats  # noqa: E402
 from tests.pipeline_harness import (  # noqa: E402
     delete_topics,
     make_topics,
@@ -61,15 +65,18 @@ T0_MS = 1_700_000_000_000
 
 @dataclass
 class FlowRun:
-    """One run of the dataflow process."""
+    """One run of the dataflow process(es)."""
 
     workers: int
+    processes: int
+    label: str
     events: int
     wall_s: float
     steady_s: float
     cpu_s: float
     """CPU time (user + system) of the flow process: near wall_s x cores means CPU-bound."""
     matches_reference: bool | None  # None for the reference run itself
+    peak_rss_bytes: int = 0
     mismatch: str = ""
 
     @property
@@ -93,27 +100,53 @@ def _watch_first_write(client: redis.Redis, key: str, stop: threading.Event, out
         time.sleep(0.005)
 
 
+def _show_progress(
+    client: redis.Redis, layout: Layout, total: int, label: str, stop: threading.Event
+) -> None:
+    # The flow's own events-in counter, as the dashboard shows it: a progress bar, not a figure.
+    with bar(total, f"flow, {label}", "events") as progress:
+        while not stop.wait(0.5):
+            seen = decode_stats(client.hgetall(layout.stats())).counters.events_in
+            progress.update(min(seen, total) - progress.n)
+
+
 def run_flow_timed(
-    env: dict[str, str], client: redis.Redis, prefix: str, workers: int, events: int
+    env: dict[str, str], client: redis.Redis, prefix: str, shape: FlowShape, events: int
 ) -> FlowRun:
-    """Run the dataflow to the end of its topics and time it."""
+    """Run the dataflow to the end of its topics; time it and sample its memory."""
     stop = threading.Event()
     first: list[float] = []
     watcher = threading.Thread(
         target=_watch_first_write, args=(client, Layout(prefix).latest(), stop, first), daemon=True
     )
     watcher.start()
+    shower = threading.Thread(
+        target=_show_progress, args=(client, Layout(prefix), events, shape.label, stop), daemon=True
+    )
+    shower.start()
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    procs = start_flow(env, workers=workers)
-    wait_flow(procs, timeout_s=3600)
+    procs = start_flow(env, workers=shape.workers, processes=shape.processes)
+    with MemorySampler([p.pid for p in procs]) as memory:
+        wait_flow(procs, timeout_s=3600)
     ended = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = usage.ru_utime + usage.ru_stime - usage_before.ru_utime - usage_before.ru_stime
     stop.set()
     watcher.join()
+    shower.join()
     first_write = first[0] if first else started
-    return FlowRun(workers, events, ended - started, ended - first_write, cpu_s, None)
+    return FlowRun(
+        shape.workers,
+        shape.processes,
+        shape.label,
+        events,
+        ended - started,
+        ended - first_write,
+        cpu_s,
+        None,
+        memory.peak_rss,
+    )
 
 
 def describe_mismatch(got: dict[str, object], want: dict[str, object], exc: AssertionError) -> str:
@@ -173,7 +206,7 @@ def ceiling(bootstrap: str, topics: list[str], expected: int) -> tuple[int, floa
 
 
 def _progress(msg: str) -> None:
-    print(f"[e2e] {msg}", file=sys.stderr, flush=True)
+    say("e2e", msg)
 
 
 def main() -> int:
@@ -182,11 +215,14 @@ def main() -> int:
     parser.add_argument("--activity", type=int, default=None, help="activity events (default IoT / 10)")
     parser.add_argument("--devices", type=int, default=10, help="simulated devices (default 10)")
     parser.add_argument(
-        "--workers", default="1,2", help="worker counts to run, comma-separated (default 1,2)"
+        "--runs",
+        default="1w,2w,2p",
+        help="flow shapes, comma-separated: Nw = one process of N workers, Np = N processes "
+        "(default 1w,2w,2p; the first is the reference for the content check)",
     )
     args = parser.parse_args()
     activity_count = args.iot // 10 if args.activity is None else args.activity
-    worker_counts = [int(w) for w in args.workers.split(",")]
+    shapes = [FlowShape.parse(s) for s in args.runs.split(",")]
 
     infra = load_settings(LocalInfraSettings)
     bootstrap = infra.kafka_bootstrap_servers
@@ -212,11 +248,11 @@ def main() -> int:
 
         runs: list[FlowRun] = []
         reference: dict[str, object] | None = None
-        for workers in worker_counts:
-            prefix = f"{topics.prefix}w{workers}:"
+        for shape in shapes:
+            prefix = f"{topics.prefix}{shape.short}:"
             prefixes.append(prefix)
-            _progress(f"dataflow, {workers} worker(s), to the end of the topics")
-            run = run_flow_timed(topics.env(prefix=prefix), client, prefix, workers, total)
+            _progress(f"dataflow, {shape.label}, to the end of the topics")
+            run = run_flow_timed(topics.env(prefix=prefix), client, prefix, shape, total)
             content = redis_content(client, prefix)
             if reference is None:
                 reference = content
@@ -225,10 +261,13 @@ def main() -> int:
                 run.matches_reference = content == reference
                 if not run.matches_reference:
                     run.mismatch = describe_mismatch(
-                        content, reference, AssertionError("Redis content differs from the 1-worker run")
+                        content, reference, AssertionError("Redis content differs from the reference run")
                     )
             runs.append(run)
-            _progress(f"  {run.wall_rate:,.0f} events/s wall, {run.steady_rate:,.0f} events/s steady")
+            _progress(
+                f"  {run.wall_rate:,.0f} events/s wall, {run.steady_rate:,.0f} events/s steady, "
+                f"peak RSS {run.peak_rss_bytes / MB:,.0f} MB"
+            )
     finally:
         delete_topics(admin, topics)
         for prefix in prefixes:
@@ -245,10 +284,11 @@ def main() -> int:
     for run in runs:
         check = {None: "reference", True: "same Redis content", False: "REDIS CONTENT DIFFERS"}
         print(
-            f"dataflow, {run.workers} worker(s): {run.wall_rate:12,.0f} events/s wall ({run.wall_s:.2f} s), "
+            f"dataflow, {run.label}: {run.wall_rate:12,.0f} events/s wall ({run.wall_s:.2f} s), "
             f"{run.steady_rate:,.0f} events/s steady ({run.steady_s:.2f} s); "
             f"{run.steady_rate / ceil_rate:.0%} of ceiling steady, {run.wall_rate / ceil_rate:.0%} wall; "
-            f"flow CPU {run.cpu_s:.2f} s; {check[run.matches_reference]}"
+            f"flow CPU {run.cpu_s:.2f} s; peak RSS {run.peak_rss_bytes / MB:,.0f} MB; "
+            f"{check[run.matches_reference]}"
         )
         if run.mismatch:
             print(f"  mismatch: {run.mismatch}")

@@ -21,6 +21,7 @@ import argparse
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -63,17 +64,19 @@ def _e2e_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str]]:
         "ceiling (batch consume + orjson)": (data["ceiling_events_per_s"], "events/s"),
     }
     for run in data["runs"]:
-        w = run["workers"]
-        figures[f"{w} worker(s), wall"] = (run["wall_events_per_s"], "events/s")
-        figures[f"{w} worker(s), from first write"] = (run["steady_events_per_s"], "events/s")
-        figures[f"{w} worker(s), flow CPU time / wall time"] = (run["cpu_s"] / run["wall_s"], "x")
-        figures[f"{w} worker(s), fraction of ceiling (wall)"] = (run["fraction_of_ceiling_wall"], "")
-        figures[f"{w} worker(s), fraction of ceiling (from first write)"] = (
+        w = run.get("label", f"{run['workers']} worker(s)")
+        figures[f"{w}, wall"] = (run["wall_events_per_s"], "events/s")
+        figures[f"{w}, from first write"] = (run["steady_events_per_s"], "events/s")
+        figures[f"{w}, flow CPU time / wall time"] = (run["cpu_s"] / run["wall_s"], "x")
+        figures[f"{w}, fraction of ceiling (wall)"] = (run["fraction_of_ceiling_wall"], "")
+        figures[f"{w}, fraction of ceiling (from first write)"] = (
             run["fraction_of_ceiling_steady"],
             "",
         )
+        if "peak_rss_bytes" in run:
+            figures[f"{w}, flow peak RSS"] = (run["peak_rss_bytes"] / 2**20, "MB")
         if run["matches_reference"] is not None:
-            figures[f"{w} worker(s), Redis equals 1-worker run"] = (
+            figures[f"{w}, Redis equals 1-worker run"] = (
                 "yes" if run["matches_reference"] else "NO",
                 "",
             )
@@ -92,7 +95,112 @@ def _detection_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str
             "",
         ),
         "mean detection delay": (data["mean_delay_readings"], "readings"),
+        **_trend_figures(data),
     }
+
+
+def _confusion(matrix: dict[str, dict[str, int]]) -> str:
+    # Rows: the truth's direction; the flow's answers beside each.
+    return "; ".join(f"{want}: " + "/".join(str(n) for n in row.values()) for want, row in matrix.items())
+
+
+def _trend_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str]]:
+    if "trend_accuracy" not in data:
+        return {}
+    order = "/".join(next(iter(data["trend_confusion"].values())))
+    return {
+        "trend direction accuracy": (round(data["trend_accuracy"], 3), "ratio"),
+        "trend direction accuracy inside injected drifts": (round(data["trend_drift_accuracy"], 3), "ratio"),
+        "trend reports scored (inside drifts)": (
+            f"{data['trend_reports']} ({data['trend_drift_reports']})",
+            "",
+        ),
+        f"trend confusion, truth: flow {order}": (_confusion(data["trend_confusion"]), ""),
+        f"trend confusion inside drifts, truth: flow {order}": (
+            _confusion(data["trend_drift_confusion"]),
+            "",
+        ),
+    }
+
+
+def _freshness_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str]]:
+    figures: dict[str, tuple[float | str, str]] = {}
+    for r in data["rates"]:
+        at = f"{r['requested_per_s']:,.0f}/s"
+        figures[f"{at}: achieved rate"] = (r["achieved_per_s"], "events/s")
+        if "caught_up" in r:
+            figures[f"{at}: start-up backlog worked off before measuring"] = (
+                "yes" if r["caught_up"] else "NO (the flow lags the producers)",
+                "",
+            )
+        figures[f"{at}: latest reading p50"] = (r["latest_p50_ms"], "ms")
+        figures[f"{at}: latest reading p99"] = (r["latest_p99_ms"], "ms")
+        figures[f"{at}: alerts p50 ({r['alerts']} alerts)"] = (r["alert_p50_ms"], "ms")
+        figures[f"{at}: alerts p99"] = (r["alert_p99_ms"], "ms")
+        for name, w in r["windows"].items():
+            figures[f"{at}: {name} window after close + lateness, p50 ({w['count']} windows)"] = (
+                w["p50_ms"],
+                "ms",
+            )
+            figures[f"{at}: {name} window after close + lateness, p99"] = (w["p99_ms"], "ms")
+    return figures
+
+
+def _scaling_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str]]:
+    figures: dict[str, tuple[float | str, str]] = {}
+    for p in data["points"]:
+        at = f"{p['sweep']} {p['value']}"
+        figures[f"{at}: from first write"] = (p["steady_events_per_s"], "events/s")
+        figures[f"{at}: wall"] = (p["wall_events_per_s"], "events/s")
+        figures[f"{at}: flow peak RSS"] = (p["peak_rss_mb"], "MB")
+    return figures
+
+
+def _memory_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str]]:
+    return {
+        f"rate requested / achieved ({data['seconds']:g} s)": (
+            f"{data['rate_requested']:,.0f} / {data['rate_achieved']:,.0f} events/s",
+            "",
+        ),
+        "flow RSS start": (data["flow_rss_start_mb"], "MB"),
+        "flow RSS peak": (data["flow_rss_peak_mb"], "MB"),
+        "flow RSS end": (data["flow_rss_end_mb"], "MB"),
+        "flow RSS slope, second half": (data["flow_rss_slope_mb_per_min"], "MB/min"),
+        "Redis used_memory after the retention span": (data["redis_used_at_retention_mb"], "MB"),
+        "Redis used_memory peak": (data["redis_used_peak_mb"], "MB"),
+        "Redis used_memory end": (data["redis_used_end_mb"], "MB"),
+        "Redis used_memory slope once settled": (data["redis_used_slope_mb_per_min"], "MB/min"),
+        f"windows kept per series (retention {data['retention_s']:g} s)": (
+            f"{data['windows_kept_max']} (bound {data['windows_kept_bound']})",
+            "",
+        ),
+    }
+
+
+def _dash_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str]]:
+    figures: dict[str, tuple[float | str, str]] = {}
+    for r in data["single"]:
+        d = f"{r['devices']} devices, 1 client"
+        figures[f"{d}: tick, new window (median)"] = (r["new_window"]["median_ms"], "ms")
+        figures[f"{d}: tick, new window (p99)"] = (r["new_window"]["p99_ms"], "ms")
+        figures[f"{d}: tick, nothing new (median)"] = (r["nothing_new"]["median_ms"], "ms")
+        figures[f"{d}: tick, cache hit (median)"] = (r["cache_hit"]["median_ms"], "ms")
+        figures[f"{d}: tick, new window, gzip bytes"] = (r["new_window"]["gzip_bytes"], "B")
+    for r in data["load"]:
+        d = f"{r['devices']} devices, {r['clients']} clients"
+        figures[f"{d}: tick round trip p50"] = (r["p50_ms"], "ms")
+        figures[f"{d}: tick round trip p99"] = (r["p99_ms"], "ms")
+        figures[f"{d}: bytes per tick (median)"] = (r["bytes_median"], "B")
+        figures[f"{d}: most requests in flight"] = (f"{r['max_in_flight']} of {r['clients']} clients", "")
+        figures[f"{d}: interval ticks skipped by the gate"] = (
+            f"{r['skipped_interval_ticks']} (of {r['ticks']} ticks answered)",
+            "",
+        )
+        figures[f"{d}: Redis reads / data requests"] = (
+            f"{r['redis_reads']:.0f} / {r['data_requests']:.0f}",
+            "",
+        )
+    return figures
 
 
 PY = sys.executable
@@ -100,9 +208,11 @@ BENCHES = [
     Bench(
         "e2e",
         "Real dataflow process (bytewax.run flows.main, stop at end) over preloaded simulator events "
-        "(IoT + 10% activity, 3 partitions) into the real Redis; wall = process start to exit, "
+        "(IoT + 10% activity, 3 partitions) into the real Redis, as 1 worker, 2 workers (-w 2) and "
+        "2 processes (-i/-a); wall = process start to exit, "
         "'from first write' = first Redis write to exit; Redis content of each run compared to the "
-        "1-worker run; ceiling = confluent-kafka batch consumer that only orjson-decodes the same messages.",
+        "1-worker run; peak RSS = the flow's processes' resident memory summed, sampled every 0.2 s; "
+        "ceiling = confluent-kafka batch consumer that only orjson-decodes the same messages.",
         [PY, "-m", "bench.bench_e2e", "--iot", "200000"],
         [PY, "-m", "bench.bench_e2e", "--iot", "2000000"],
         from_json=_e2e_figures,
@@ -111,7 +221,10 @@ BENCHES = [
         "detection",
         "ZScoreDetector at the flow's default settings on every (device, metric) series of the IoT "
         "simulator, scored against its ground truth (truth.anomalies): an alert (episode) is true if it "
-        "starts inside an injected spike/dip of the same series; recall over anomalies after warm-up.",
+        "starts inside an injected spike/dip of the same series; recall over anomalies after warm-up. "
+        "Trend: the flow's RollingTrend (default settings) read once per 10 s report, its direction "
+        "against the direction of the truth's noise-free least-squares slope over the same 5-min span "
+        "(same minimum slopes); all reports after the first full span, and those inside a drift.",
         [PY, "-m", "bench.bench_detection", "--minutes", "60"],
         [PY, "-m", "bench.bench_detection", "--minutes", "600"],
         from_json=_detection_figures,
@@ -162,17 +275,60 @@ BENCHES = [
     ),
     Bench(
         "dash_tick",
-        "One dashboard tick (10 devices) posted through the ASGI app in-process as the browser does, "
-        "Redis seeded with 60 windows per device; median and p95 of 40 ticks per situation.",
-        [PY, "-m", "bench.dash_tick"],
-        [PY, "-m", "bench.dash_tick"],
-        figures={
-            "tick, new window (median)": (rf"^read, new window\s+server\s+{NUM} ms median", "ms"),
-            "tick, new window (p95)": (rf"^read, new window.*?{NUM} ms p95", "ms"),
-            "tick, nothing new (median)": (rf"^read, nothing new\s+server\s+{NUM} ms median", "ms"),
-            "tick, cache hit (median)": (rf"^cache hit\s+server\s+{NUM} ms median", "ms"),
-            "tick, new window, gzip bytes": (rf"^read, new window.*gzip\s+{NUM} B", "B"),
-        },
+        "Dashboard tick as the browser posts it. 1 client: the ASGI app in-process, Redis seeded with "
+        "60 windows per device, median/p99 of N ticks per situation. Under load: python -m dashapp "
+        "(uvicorn) with 20 client threads, each on its own connection watching its own device, ticking "
+        "every poll interval (1 s) behind the page's client-side gate (next tick only once answered), "
+        "a writer adding a window to every device every 10 s; round trip over loopback, first 3 s "
+        "unmeasured; Redis reads from the server's own /metrics.",
+        [PY, "-m", "bench.dash_tick", "--seconds", "10", "--rounds", "20"],
+        [PY, "-m", "bench.dash_tick", "--seconds", "60"],
+        from_json=_dash_figures,
+    ),
+    Bench(
+        "freshness",
+        "Live pipeline on fresh topics: the flow process tailing them, python -m sources.produce iot at "
+        "the rate (wall-clock event time = production time; 25k/s per producer process) plus activity "
+        "100/s, 100 devices. An observer wakes on each sink notification (or every 25 ms) and reads "
+        "Redis: latest reading = for each device, readings in (previous newest, newest] became readable "
+        "now (1 ms histogram over per-device event time); alerts = now - the episode's first reading; "
+        "windows (10 s, 60 s; 20 devices sampled) = now - (window end + allowed lateness). 'now' after "
+        "the read returns; warm-up and the start-up backlog unmeasured; achieved rate = IoT topic growth.",
+        [PY, "-m", "bench.bench_freshness", "--rates", "2000,10000", "--seconds", "10", "--warmup", "4"],
+        [PY, "-m", "bench.bench_freshness", "--rates", "10000,50000", "--seconds", "45"],
+        from_json=_freshness_figures,
+    ),
+    Bench(
+        "scaling",
+        "Like e2e (preloaded events, flow to the end of the topics, fresh key prefix per run): flow shape "
+        "(1w/2w/2p, 3 partitions, 10 devices), partitions (2 workers) and devices (1 worker, 3 partitions), "
+        "the same number of events per run; peak RSS of the flow's processes (psutil, every 0.2 s). The "
+        "suite skips the shape sweep: e2e runs 1w/2w/2p with peak RSS on its larger load.",
+        [
+            PY,
+            "-m",
+            "bench.bench_scaling",
+            "--events",
+            "60000",
+            "--shapes",
+            "",
+            "--partitions",
+            "1,6",
+            "--devices",
+            "10,1000",
+        ],
+        [PY, "-m", "bench.bench_scaling", "--events", "400000", "--shapes", ""],
+        from_json=_scaling_figures,
+    ),
+    Bench(
+        "memory",
+        "Live pipeline (as freshness) at a steady rate with the sink's retention set short "
+        "(PIPELINE_SINK_RETENTION_S) so the run outlasts it; every 1 s the flow's RSS (psutil), Redis "
+        "INFO used_memory and one 10 s series' ZCARD. Slopes: least squares, flow over the second half, "
+        "Redis once retention plus the sliding window have passed.",
+        [PY, "-m", "bench.bench_memory", "--seconds", "45", "--rate", "2000", "--retention-s", "15"],
+        [PY, "-m", "bench.bench_memory", "--seconds", "600", "--rate", "10000", "--retention-s", "120"],
+        from_json=_memory_figures,
     ),
 ]
 
@@ -198,18 +354,43 @@ def extract(bench: Bench, output: str) -> dict[str, tuple[float | str, str]]:
     return figures
 
 
+_PROGRESS_EVERY_S = 10.0
+_SEGMENT = re.compile(rb"([^\r\n]*)([\r\n])")
+
+
 def _pump(stream: Any, sink: list[str], label: str, keep: bool) -> None:
-    for raw in iter(stream.readline, b""):
-        line = raw.decode(errors="replace").rstrip("\n")
-        if keep:
-            sink.append(line)
-        if not line.startswith("BENCH_JSON "):
-            print(f"  {label} | {line}", flush=True)
+    # Lines end in \n; a progress bar (tqdm) redraws its line ending in \r. On a terminal the bar is
+    # redrawn in place; elsewhere (CI logs) one redraw per _PROGRESS_EVERY_S is printed as a line.
+    tty = sys.stdout.isatty()
+    clear = "\r\x1b[K" if tty else ""  # wipe a bar drawn in place before a line
+    pending = b""
+    last_bar = 0.0
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        pending += chunk
+        consumed = 0
+        for match in _SEGMENT.finditer(pending):
+            consumed = match.end()
+            text = match.group(1).decode(errors="replace")
+            if match.group(2) == b"\r":
+                if not text.strip():
+                    continue
+                now = time.monotonic()
+                if tty:
+                    print(f"\r\x1b[K  {label} | {text}", end="", flush=True)
+                elif now - last_bar >= _PROGRESS_EVERY_S:
+                    print(f"  {label} | {text.strip()}", flush=True)
+                    last_bar = now
+                continue
+            if keep:
+                sink.append(text)
+            if not text.startswith("BENCH_JSON "):
+                print(f"{clear}  {label} | {text}", flush=True)
+        pending = pending[consumed:]
 
 
 def run_one(bench: Bench, argv: list[str], env: dict[str, str], index: int, count: int) -> dict[str, Any]:
     """Run one benchmark as a subprocess, echoing its output; return its result entry."""
-    print(f"[{index}/{count}] {bench.name}: {' '.join(argv[1:])}", flush=True)
+    print(f"[{index}/{count}] {bench.name}: {shlex.join(argv[1:])}", flush=True)
     started = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out: list[str] = []
@@ -241,7 +422,7 @@ def run_one(bench: Bench, argv: list[str], env: dict[str, str], index: int, coun
     return {
         "name": bench.name,
         "method": bench.method,
-        "command": " ".join(["python", *argv[1:]]),
+        "command": shlex.join(["python", *argv[1:]]),
         "returncode": returncode,
         "seconds": round(seconds, 1),
         "figures": {name: {"value": value, "unit": unit} for name, (value, unit) in figures.items()},
@@ -250,9 +431,11 @@ def run_one(bench: Bench, argv: list[str], env: dict[str, str], index: int, coun
     }
 
 
-def _fmt(value: float | str, unit: str) -> str:
+def _fmt(value: float | str | None, unit: str) -> str:
     if isinstance(value, str):
         return value
+    if value is None or value != value:  # JSON null (NaN: nothing measured)
+        return "n/a"
     if unit == "ratio":
         return f"{value:.3f}"
     if unit == "" and value <= 1.5:
