@@ -7,10 +7,11 @@ exactly as the flow's per-device state does; an alert is an episode (the detecto
 keeps one alert per episode, identified by its start). Scored against
 ``IotSimulator.truth.anomalies``:
 
-* a *true positive* alert starts inside an injected anomaly of the same series
-  (its start is its first flagged reading, even when the alert policy raised it a
-  reading or two later), or has its peak there (the anomaly joined an episode that
-  a noise reading began just before it); any other alert is a *false positive*. False positives are
+* a *true positive* alert's episode (its flagged readings, from its first, even when
+  the alert policy raised it a reading or two later, to its last) overlaps an
+  injected anomaly of the same series: the anomaly may have joined an episode a noise
+  reading or an earlier anomaly began just before it (one alert per episode); any
+  other alert is a *false positive*. False positives are
   broken down by what they follow: a level shift the simulator made (within
   ``max_episode`` readings: a real change, though not scored as a hit), the end
   of an injected anomaly (within ``cooldown`` readings: a split episode), a drift
@@ -96,8 +97,8 @@ class SeriesAlerts:
 
     raised_at: dict[int, int]
     """Episode start -> the reading that raised its alert (the confirming one, for a warning)."""
-    peak: dict[int, int]
-    """Episode start -> its peak reading (the stored alert's ``event_time_ms``)."""
+    last: dict[int, int]
+    """Episode start -> its last flagged reading."""
     critical: set[int]
     """Starts of the episodes that reached critical."""
     level: np.ndarray
@@ -114,11 +115,21 @@ def alerts_of(det: ZScoreDetector, t: np.ndarray, x: np.ndarray) -> SeriesAlerts
     # Episodes don't overlap: the first raising reading at or after a start is its alert's.
     return SeriesAlerts(
         raised_at={s: int(raised[np.searchsorted(raised, s)]) for s in sorted(latest)},
-        peak={s: index[ep.peak_ms] for s, ep in latest.items()},
+        last={s: last_flagged(out.level, s, det.cooldown) for s in latest},
         critical={index[ep.start_ms] for ep in out.alerts if ep.severity is Severity.CRITICAL},
         level=out.level,
         absz=np.abs(out.z),
     )
+
+
+def last_flagged(level: np.ndarray, start: int, cooldown: int) -> int:
+    """The last flagged reading of the episode starting at `start`: before `cooldown` normal ones."""
+    i = last = start
+    while i < level.shape[0] and i - last <= cooldown:
+        if level[i]:
+            last = i
+        i += 1
+    return last
 
 
 def false_alert_cause(
@@ -154,9 +165,7 @@ def score_series(
 ) -> None:
     """Score one (device, metric) series' alerts against its injected anomalies into `tally`.
 
-    An alert matches an anomaly when its episode's start or its peak (what the stored alert
-    reports) is one of the anomaly's readings: an anomaly that joins an episode a noise
-    reading began just before is still the alert's peak.
+    An alert matches an anomaly when its episode's flagged readings overlap the anomaly's.
     """
     found = alerts_of(ZScoreDetector(**zkw), t, x)
     index = {int(ms): i for i, ms in enumerate(t.tolist())}
@@ -167,7 +176,7 @@ def score_series(
     ]
 
     def matches(start: int, a: int, b: int) -> bool:
-        return a <= start <= b or a <= found.peak[start] <= b
+        return start <= b and a <= found.last[start]
 
     for start in found.raised_at:
         hit = any(matches(start, a, b) for a, b in spans)
@@ -190,9 +199,10 @@ def score_series(
             continue
         tally.detected += 1
         tally.critical_detected += start in found.critical
-        # When the alert is readable with this anomaly in it: raised inside the anomaly, or (an
-        # episode begun before it) updated with the anomaly as its new peak.
-        seen = found.raised_at[start] if a <= start else max(found.raised_at[start], found.peak[start])
+        # When the alert is out and the anomaly flagged: an episode begun before the anomaly
+        # took it in at its first flagged reading.
+        inside = a + int(np.flatnonzero(found.level[a : b + 1])[0]) if start < a else a
+        seen = max(found.raised_at[start], inside)
         tally.delays_readings.append(seen - a)
         tally.delays_ms.append(int(t[seen] - t[a]))
 
