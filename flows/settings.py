@@ -118,8 +118,8 @@ class FlowSettings(KafkaConnection, SinkSettings):
         2,
         ge=1,
         description=(
-            "Flagged readings (|z| >= the warning threshold) an anomaly episode needs before it raises a "
-            "warning alert; a reading at the critical threshold raises its alert at once. 1: alert on the "
+            "Flagged readings (at or beyond the warning threshold) an anomaly episode needs before it raises "
+            "a warning alert; a reading at the critical threshold raises its alert at once. 1: alert on the "
             "first flagged reading."
         ),
     )
