@@ -8,11 +8,11 @@ keeps one alert per episode, identified by its start). Scored against
 ``IotSimulator.truth.anomalies``:
 
 * a *true positive* alert's episode (its flagged readings, from its first, even when
-  the alert policy raised it a reading or two later, to its last) overlaps an
-  injected anomaly of the same series: the anomaly may have joined an episode a noise
-  reading or an earlier anomaly began just before it (one alert per episode); any
-  other alert is a *false positive*. False positives are
-  broken down by what they follow: a level shift the simulator made (within
+  the alert policy raised it a reading or two later, to its last) has a flagged
+  reading in an injected anomaly of the same series: the anomaly may have joined an
+  episode that a noise reading or an earlier anomaly began just before it (one alert
+  per episode); any other alert is a *false positive*. False positives are broken
+  down by what they follow: a level shift the simulator made (within
   ``max_episode`` readings: a real change, though not scored as a hit), the end
   of an injected anomaly (within ``cooldown`` readings: a split episode), a drift
   in progress, or nothing injected (noise on the baseline's own model error);
@@ -165,7 +165,7 @@ def score_series(
 ) -> None:
     """Score one (device, metric) series' alerts against its injected anomalies into `tally`.
 
-    An alert matches an anomaly when its episode's flagged readings overlap the anomaly's.
+    An alert matches an anomaly when one of its episode's flagged readings is one of the anomaly's.
     """
     found = alerts_of(ZScoreDetector(**zkw), t, x)
     index = {int(ms): i for i, ms in enumerate(t.tolist())}
@@ -176,7 +176,7 @@ def score_series(
     ]
 
     def matches(start: int, a: int, b: int) -> bool:
-        return start <= b and a <= found.last[start]
+        return start <= b and a <= found.last[start] and bool(found.level[max(a, start) : b + 1].any())
 
     for start in found.raised_at:
         hit = any(matches(start, a, b) for a, b in spans)
