@@ -117,6 +117,7 @@ class IotParams:
                 ("cooldown", settings.zscore_cooldown),
                 ("max_episode", settings.zscore_max_episode),
                 ("min_std", settings.zscore_min_std),
+                ("confirm", settings.zscore_confirm),
             ),
             trend_span_s=settings.trend_span_s,
             trend_report_ms=settings.tumbling_ms,

@@ -114,6 +114,15 @@ class FlowSettings(KafkaConnection, SinkSettings):
             "from the new level."
         ),
     )
+    zscore_confirm: int = Field(
+        2,
+        ge=1,
+        description=(
+            "Flagged readings (at or beyond the warning threshold) an anomaly episode needs before it raises "
+            "a warning alert; a reading at the critical threshold raises its alert at once. 1: alert on the "
+            "first flagged reading."
+        ),
+    )
     zscore_min_std: float = Field(
         1e-9, gt=0, description="Floor of the baseline standard deviation (a flat baseline is not 0)."
     )
@@ -157,6 +166,14 @@ class FlowSettings(KafkaConnection, SinkSettings):
         warning = info.data.get("zscore_warning")
         if warning is not None and value <= warning:
             raise ValueError(f"must be greater than PIPELINE_ZSCORE_WARNING={warning}")
+        return value
+
+    @field_validator("zscore_confirm")
+    @classmethod
+    def _confirm_within_episode(cls, value: int, info: ValidationInfo) -> int:
+        max_episode = info.data.get("zscore_max_episode")
+        if max_episode is not None and value > max_episode:
+            raise ValueError(f"must not exceed PIPELINE_ZSCORE_MAX_EPISODE={max_episode}")
         return value
 
     @property

@@ -13,10 +13,17 @@ mode of the naive rolling z-score:
 * **Flagged readings stay out of the baseline**, so a burst of anomalies does not
   inflate the mean and spread and hide the rest of the burst (or the next one).
 * **Episodes, not alert storms**: consecutive flagged readings form one episode,
-  which ends after ``cooldown`` normal readings. An alert is raised when an
-  episode starts, and again only if it escalates from warning to critical; the
-  flow keeps one alert per episode (id = its start) and updates it while the
-  peak |z| grows, so a replay produces the same alert.
+  which ends after ``cooldown`` normal readings. An alert is raised once the
+  episode is *confirmed*, and again only if it escalates from warning to
+  critical; the flow keeps one alert per episode (id = its start) and updates it
+  while the peak |z| grows, so a replay produces the same alert.
+* **Warnings are confirmed, criticals are not**: one reading past the warning
+  threshold is what the noise itself produces about once in 370 readings (more
+  where the baseline lags a cycle or a trend), so a warning-level episode raises
+  its alert only at its ``confirm``-th flagged reading; a reading past the
+  critical threshold raises it at once. Each reading's own level (`flag`,
+  `Scores.level`) is reported regardless, and an unconfirmed episode's readings
+  stay out of the baseline just the same. ``confirm=1`` alerts on every episode.
 * **Level shifts are learnt**: if an episode reaches ``max_episode`` flagged
   readings the series has moved; the baseline restarts from those readings
   instead of flagging the new normal forever.
@@ -61,9 +68,10 @@ class Score(NamedTuple):
     z: float
     """Standard score against the baseline before the reading (0 while the baseline has < 2 readings)."""
     severity: Severity
-    """The alert this reading raises: WARNING or CRITICAL when it starts an episode or lifts the
-    episode from warning to critical; NONE otherwise, including further flagged readings of an
-    episode already alerted (no alert storms). `ZScoreDetector.flag` is the reading's own level."""
+    """The alert this reading raises: WARNING or CRITICAL when it confirms an episode (see
+    ``ZScoreDetector(confirm=...)``) or lifts a confirmed one from warning to critical; NONE
+    otherwise, including further flagged readings of an episode already alerted (no alert storms)
+    and those of an episode not yet confirmed. `ZScoreDetector.flag` is the reading's own level."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +101,7 @@ class Scores(NamedTuple):
     level: np.ndarray
     """int8 per reading: 0 none, 1 warning, 2 critical."""
     alerts: list[Episode]
-    """Each time an episode started or its peak grew, in order."""
+    """Each time an episode was confirmed or, once confirmed, its peak grew, in order."""
     raised: np.ndarray
     """int8 per reading: the alert it raised (see `Score.severity`), 0 none, 1 warning, 2 critical."""
 
@@ -133,6 +141,7 @@ class ZScoreDetector:
         "_cap",
         "_cm",
         "_ep",
+        "_ep_alerted",
         "_ep_normals",
         "_ep_recent_t",
         "_ep_recent_x",
@@ -146,6 +155,7 @@ class ZScoreDetector:
         "_shift",
         "_since_anchor",
         "_x",
+        "confirm",
         "cooldown",
         "critical_z",
         "max_episode",
@@ -167,6 +177,7 @@ class ZScoreDetector:
         cooldown: int = 3,
         max_episode: int = 30,
         min_std: float = 1e-9,
+        confirm: int = 2,
     ) -> None:
         """Configure the detector.
 
@@ -181,9 +192,13 @@ class ZScoreDetector:
             max_episode: Flagged readings after which the episode is taken as a level shift and the
                 baseline restarts from them (>= 2).
             min_std: Floor of the baseline standard deviation (> 0).
+            confirm: Flagged readings an episode needs before it raises a warning alert
+                (1 <= confirm <= ``max_episode``); a critical reading raises its alert at once.
         """
         if window < 2 or warmup < 2 or cooldown < 1 or max_episode < 2:
             raise ValueError("window, warmup and max_episode must be >= 2 and cooldown >= 1")
+        if not 1 <= confirm <= max_episode:
+            raise ValueError("need 1 <= confirm <= max_episode")
         if not 0 < warning_z < critical_z:
             raise ValueError("need 0 < warning_z < critical_z")
         if not min_std > 0:
@@ -198,6 +213,7 @@ class ZScoreDetector:
         self.cooldown = cooldown
         self.max_episode = max_episode
         self.min_std = float(min_std)
+        self.confirm = confirm
         # Re-centring costs one pass over the baseline; every few windows keeps its share small
         # and still bounds the growth of the prefix sums (and so their rounding error).
         self._recentre_every = max(4 * window, 4096)
@@ -217,6 +233,8 @@ class ZScoreDetector:
         self._newest = _NO_TIME
         self._ep: Episode | None = None
         self._ep_normals = 0
+        self._ep_alerted = 0
+        """Level of the alert the episode raised so far: 0 while it is not confirmed."""
         self._flag = 0
         self._ep_recent_t: list[int] = []
         self._ep_recent_x: list[float] = []
@@ -239,6 +257,11 @@ class ZScoreDetector:
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        if "confirm" not in state:
+            # A snapshot from before warnings were confirmed: it alerted on every episode.
+            ep = state["_ep"]
+            alerted = _SEVERITIES.index(ep.severity) if isinstance(ep, Episode) else 0
+            state.update(confirm=1, _ep_alerted=alerted)
         for name, value in state.items():
             setattr(self, name, value)
         n = self._hi
@@ -271,8 +294,13 @@ class ZScoreDetector:
 
     @property
     def episode(self) -> Episode | None:
-        """The episode in progress, if any."""
+        """The episode in progress, if any, confirmed (alerted) or not yet."""
         return self._ep
+
+    @property
+    def alerted(self) -> Severity:
+        """The level of the alert the episode in progress raised so far: NONE while unconfirmed."""
+        return _SEVERITIES[self._ep_alerted]
 
     def update(self, event_time_ms: int, value: float) -> Score:
         """Score one reading, then learn from it.
@@ -539,32 +567,45 @@ class ZScoreDetector:
         """Take a flagged reading into the episode; return the alert level it raises (0: none)."""
         mean = mean_c + self._shift
         ep = self._ep
-        raised = 0
         if ep is None:
-            raised = level
-            self._ep = Episode(t, t, x, z, mean, std, _SEVERITIES[level], 1)
+            grew = True
+            ep = Episode(t, t, x, z, mean, std, _SEVERITIES[level], 1)
             self._ep_recent_t = [t]
             self._ep_recent_x = [x]
-            if alerts is not None:
-                alerts.append(self._ep)
         else:
             self._ep_recent_t.append(t)
             self._ep_recent_x.append(x)
-            if abs(z) > abs(ep.z):
-                if level > _SEVERITIES.index(ep.severity):
-                    raised = level
-                self._ep = Episode(ep.start_ms, t, x, z, mean, std, _SEVERITIES[level], ep.flagged + 1)
-                if alerts is not None:
-                    alerts.append(self._ep)
+            grew = abs(z) > abs(ep.z)
+            if grew:
+                ep = Episode(ep.start_ms, t, x, z, mean, std, _SEVERITIES[level], ep.flagged + 1)
             else:
-                self._ep = Episode(
+                ep = Episode(
                     ep.start_ms, ep.peak_ms, ep.value, ep.z, ep.mean, ep.std, ep.severity, ep.flagged + 1
                 )
+        self._ep = ep
+        raised = self._alert_raised(ep, level, grew)
+        if raised:
+            self._ep_alerted = raised
+        if alerts is not None and self._ep_alerted and (raised or grew):
+            alerts.append(ep)
         self._ep_normals = 0
         self._newest = max(self._newest, t)
-        if self._ep.flagged >= self.max_episode:
+        if ep.flagged >= self.max_episode:
             self._rebaseline()
         return raised
+
+    def _alert_raised(self, ep: Episode, level: int, grew: bool) -> int:
+        """The alert policy: the level of the alert a flagged reading of `ep` raises (0: none).
+
+        `ep` already includes the reading (its own `level`; `grew`: it is the new peak). An
+        episode not yet alerted raises its alert, at the level of its peak so far, once it is
+        confirmed: by a critical reading, or by its ``confirm``-th flagged one. An alerted
+        episode raises again only when a new peak lifts it to a higher level.
+        """
+        if not self._ep_alerted:
+            confirmed = level == 2 or ep.flagged >= self.confirm
+            return _SEVERITIES.index(ep.severity) if confirmed else 0
+        return level if grew and level > self._ep_alerted else 0
 
     def _rebaseline(self) -> None:
         """The episode lasted: take its readings as the new normal."""
@@ -584,6 +625,7 @@ class ZScoreDetector:
     def _end_episode(self) -> None:
         self._ep = None
         self._ep_normals = 0
+        self._ep_alerted = 0
         self._ep_recent_t = []
         self._ep_recent_x = []
 

@@ -54,6 +54,8 @@ class RefEpisode:
     std: float
     level: int
     flagged: int
+    alerted: int = 0
+    """Level of the alert raised so far; 0: never confirmed, so the flow never emitted it."""
 
 
 def zscore_reference(
@@ -68,8 +70,13 @@ def zscore_reference(
     cooldown: int = 3,
     max_episode: int = 30,
     min_std: float = 1e-9,
+    confirm: int = 2,
 ) -> tuple[list[float], list[int], list[int], list[RefEpisode]]:
-    """Per reading: z, its level (0/1/2) and the alert it raised (0/1/2); and every episode as it ended."""
+    """Per reading: z, its level (0/1/2) and the alert it raised (0/1/2); and every episode as it ended.
+
+    An episode's alert is raised at its first critical reading or its `confirm`-th flagged
+    reading, whichever comes first, at its peak's level; later only by a higher new peak.
+    """
     accepted: list[tuple[int, float, int]] = []  # (time, value, newest time when taken)
     newest = -(2**62)
     zs: list[float] = []
@@ -102,13 +109,16 @@ def zscore_reference(
                 ep = RefEpisode(t, t, x, z, mean, std, level, 1)
                 episodes.append(ep)
                 recent = [(t, x)]
-                alert = level
             else:
                 ep.flagged += 1
                 recent.append((t, x))
                 if abs(z) > abs(ep.z):
-                    alert = level if level > ep.level else 0
+                    if ep.alerted and level > ep.level:
+                        alert = level
                     ep.peak_ms, ep.value, ep.z, ep.mean, ep.std, ep.level = t, x, z, mean, std, level
+            if not ep.alerted and (level == 2 or ep.flagged >= confirm):
+                alert = ep.level
+            ep.alerted = max(ep.alerted, alert)
             normals = 0
             if ep.flagged >= max_episode:
                 seed = recent[-window:]

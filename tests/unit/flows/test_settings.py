@@ -30,6 +30,8 @@ def test_settings_read_pipeline_variables(monkeypatch):
         ("PIPELINE_SLIDING_SLIDE_S", "90"),
         ("PIPELINE_ZSCORE_CRITICAL", "2.5"),
         ("PIPELINE_ZSCORE_WINDOW", "1"),
+        ("PIPELINE_ZSCORE_CONFIRM", "0"),
+        ("PIPELINE_ZSCORE_CONFIRM", "31"),
         ("PIPELINE_ALLOWED_LATENESS_S", "-1"),
         ("PIPELINE_KAFKA_BATCH_SIZE", "many"),
     ],

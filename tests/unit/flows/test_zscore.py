@@ -35,6 +35,8 @@ def _run_one_by_one(det, times, values):
         {"window": 50, "warmup": 10},
         {"window": 80, "window_s": 40.0, "warmup": 5, "cooldown": 1, "max_episode": 6},
         {"window": 20, "warmup": 20, "warning_z": 2.0, "critical_z": 2.5, "cooldown": 5, "max_episode": 4},
+        {"window": 50, "warmup": 10, "confirm": 1},
+        {"window": 60, "warmup": 10, "warning_z": 2.0, "critical_z": 4.0, "confirm": 3, "max_episode": 5},
     ],
 )
 def test_scores_match_the_naive_reference(kwargs):
@@ -82,8 +84,10 @@ def test_episodes_match_the_reference_with_their_peaks():
     alerts = det.update_many(times, values).alerts
     latest = {ep.start_ms: ep for ep in alerts}
     _, _, _, episodes = zscore_reference(times.tolist(), values.tolist(), window=100, warmup=20)
-    assert sorted(latest) == [e.start_ms for e in episodes]
-    for ref in episodes:
+    confirmed = [e for e in episodes if e.alerted]
+    assert 0 < len(confirmed) < len(episodes), "some episodes were never confirmed"
+    assert sorted(latest) == [e.start_ms for e in confirmed]
+    for ref in confirmed:
         ep = latest[ref.start_ms]
         assert (ep.peak_ms, ep.value, LEVELS[ep.severity], ep.flagged >= 1) == (
             ref.peak_ms,
@@ -191,6 +195,8 @@ def test_a_restored_detector_continues_exactly():
         {"warning_z": 5, "critical_z": 3},
         {"min_std": 0},
         {"window_s": -1},
+        {"confirm": 0},
+        {"confirm": 31, "max_episode": 30},
     ],
 )
 def test_bad_configuration_is_refused(kwargs):
@@ -205,6 +211,7 @@ def test_rows_scored_together_equal_each_detector_alone():
         [[20.0], [45.0], [1013.0]]
     )
     values[0, 3000:3010] += 5
+    values[1, 2000:2003] += 20
     values[2, 4000:] += 4
     together = [ZScoreDetector(window=100, warmup=20, max_episode=10) for _ in range(3)]
     alone = [ZScoreDetector(window=100, warmup=20, max_episode=10) for _ in range(3)]
@@ -226,7 +233,7 @@ def _steady(det, n=200, seed=26):
 
 
 def test_an_episode_raises_an_alert_when_it_starts_and_again_only_when_it_turns_critical():
-    det = ZScoreDetector(window=200, warmup=30)
+    det = ZScoreDetector(window=200, warmup=30, confirm=1)
     n = _steady(det)
     raised = [
         det.update(T0 + n + i, v).severity for i, v in enumerate([4.0, 4.5, 9.0, 9.5, 0.1, 0.0, -0.1, 4.2])
@@ -297,3 +304,66 @@ def test_rows_raise_the_same_alerts_however_the_batches_are_cut():
             while sum(cuts) < len(t):
                 cuts.append(int(rng.integers(1, 800)))
             assert alerts(cuts) == whole, device
+
+
+def _hand_baseline(n=200, seed=26):
+    """The steady baseline `_steady` feeds: its mean and standard deviation, by hand."""
+    values = np.random.default_rng(seed).normal(0, 1, n)
+    return float(values.mean()), float(values.std(ddof=1))
+
+
+def test_a_single_warning_reading_raises_no_alert_but_is_flagged():
+    det = ZScoreDetector(window=1000, warmup=30)  # confirm=2 by default
+    n = _steady(det)
+    mean, std = _hand_baseline()
+    z, severity = det.update(T0 + n, 4.0)
+    assert z == pytest.approx((4.0 - mean) / std, rel=1e-12) and 3.0 <= z < 5.0
+    assert (severity, det.flag, det.alerted) == (Severity.NONE, Severity.WARNING, Severity.NONE)
+    out = det.update_many(T0 + n + 1 + np.arange(3, dtype=np.int64), np.zeros(3))
+    assert out.alerts == [] and not out.raised.any() and det.episode is None
+
+
+def test_a_second_flagged_reading_confirms_a_warning_episode_with_its_peak_so_far():
+    det = ZScoreDetector(window=1000, warmup=30)
+    n = _steady(det)
+    out = det.update_many(T0 + n + np.arange(4, dtype=np.int64), np.array([4.2, 0.0, 0.1, 3.8]))
+    # 4.2 starts the episode (unconfirmed), two normal readings don't end it (cooldown 3),
+    # 3.8 is its second flagged reading: the alert is raised there, carrying the 4.2 peak.
+    assert out.raised.tolist() == [0, 0, 0, 1] and out.level.tolist() == [1, 0, 0, 1]
+    (alert,) = out.alerts
+    assert (alert.start_ms, alert.peak_ms, alert.value, alert.severity, alert.flagged) == (
+        T0 + n,
+        T0 + n,
+        4.2,
+        Severity.WARNING,
+        2,
+    )
+
+
+def test_flagged_readings_of_separate_episodes_do_not_confirm_each_other():
+    det = ZScoreDetector(window=1000, warmup=30)
+    n = _steady(det)
+    out = det.update_many(T0 + n + np.arange(5, dtype=np.int64), np.array([4.0, 0.0, 0.1, -0.1, 4.0]))
+    assert out.level.tolist() == [1, 0, 0, 0, 1] and not out.raised.any() and out.alerts == []
+
+
+def test_a_critical_reading_alerts_at_once_and_a_confirmed_warning_escalates():
+    det = ZScoreDetector(window=1000, warmup=30)
+    n = _steady(det)
+    raised = [det.update(T0 + n + i, v).severity for i, v in enumerate([9.0, 0.0, 0.0, 0.0])]
+    assert raised == [Severity.CRITICAL, Severity.NONE, Severity.NONE, Severity.NONE]
+    raised = [det.update(T0 + n + 4 + i, v).severity for i, v in enumerate([3.9, 4.1, 9.5, 4.0])]
+    assert raised == [Severity.NONE, Severity.WARNING, Severity.CRITICAL, Severity.NONE]
+    assert det.alerted is Severity.CRITICAL
+
+
+def test_a_snapshot_from_before_confirmation_keeps_alerting_every_episode():
+    det = ZScoreDetector(window=200, warmup=30, confirm=1)
+    n = _steady(det)
+    det.update(T0 + n, 4.0)  # an alerted warning episode in progress
+    state = det.__getstate__()
+    del state["confirm"], state["_ep_alerted"]  # what an older version pickled
+    old = ZScoreDetector.__new__(ZScoreDetector)
+    old.__setstate__(state)
+    assert (old.confirm, old.alerted) == (1, Severity.WARNING)
+    assert old.update(T0 + n + 1, 4.5).severity is Severity.NONE, "already alerted: no second alert"
