@@ -879,7 +879,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"{s['duration_s'] / 60:.1f} min at {s['iot_rate_per_s']:.0f} IoT readings/s "
         f"({s['devices']} devices) + {s['activity_rate_per_s']:.0f} activity events/s, "
         f"a fault about every {s['fault_every_s']:.0f} s, "
-        f"2 bad messages every {s['bad_every_s']:.0f} s; drain took {result['drain_s']:.0f} s.",
+        f"2 bad messages every {s['bad_every_s']:.0f} s. Achieved: "
+        f"{c['in_kafka_iot'] / result['run_s']:,.0f} IoT + {c['in_kafka_activity'] / result['run_s']:,.0f} "
+        f"activity messages/s over {result['run_s']:.0f} s; the drain took {result['drain_s']:.0f} s.",
         "",
         f"**Verdict: {'PASS' if not problems else 'FAIL: ' + '; '.join(problems)}**",
         "",
@@ -970,7 +972,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="seconds to wait for the drain")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="where the report goes")
     parser.add_argument("--name", default="soak-latest", help="file stem of the report")
+    parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="only rewrite the markdown of an existing JSON report"
+    )
     args = parser.parse_args(argv)
+    if args.render is not None:
+        result = json.loads(args.render.read_text())
+        args.render.with_suffix(".md").write_text(markdown(result))
+        return 1 if verdict(result) else 0
     configure_logging("soak")
     opts = Options(
         duration_s=args.duration,
