@@ -100,7 +100,9 @@ class Fault:
     """Which producer, for ``producer_kill``."""
 
 
-def fault_schedule(seed: int, duration_s: float, every_s: float) -> list[Fault]:
+def fault_schedule(
+    seed: int, duration_s: float, every_s: float, kinds_used: tuple[str, ...] = FAULT_KINDS
+) -> list[Fault]:
     """Faults about every `every_s` seconds, kinds in seeded rounds that each hold every kind once.
 
     They start after a warm-up and end before a cool-down (15 % of the run, at most 60 s
@@ -114,7 +116,7 @@ def fault_schedule(seed: int, duration_s: float, every_s: float) -> list[Fault]:
     t = start + rng.uniform(0, every_s / 2)
     while t < end:
         if not kinds:
-            kinds = list(FAULT_KINDS)
+            kinds = list(kinds_used)
             rng.shuffle(kinds)
         kind = kinds.pop()
         down = {
@@ -370,6 +372,7 @@ class Options:
     devices: int
     seed: int
     fault_every_s: float
+    faults: tuple[str, ...]
     sample_every_s: float
     bad_every_s: float
     drain_timeout_s: float
@@ -486,6 +489,7 @@ class Soak:
             "redis_used_memory_mb": used,
             "in_kafka": self.in_kafka(consumer),
             "events_in": counters[0] if counters else None,
+            "late_events": counters[2] if counters else None,
             "dashboard_ready": http_status(f"http://127.0.0.1:{self.s.dash_port}/ready"),
         }
         self.samples.append(row)
@@ -534,7 +538,7 @@ class Soak:
             {"iot": self.s.iot_topic, "activity": self.s.activity_topic},
             opts.seed,
         )
-        schedule = fault_schedule(opts.seed, opts.duration_s, opts.fault_every_s)
+        schedule = fault_schedule(opts.seed, opts.duration_s, opts.fault_every_s, opts.faults)
         log.info("soak starting", tag=self.tag, faults=len(schedule), duration_s=opts.duration_s)
         try:
             for name in PROCESS_NAMES:
@@ -788,6 +792,7 @@ class Soak:
                 "devices": self.opts.devices,
                 "seed": self.opts.seed,
                 "fault_every_s": self.opts.fault_every_s,
+                "fault_kinds": list(self.opts.faults),
                 "sample_every_s": self.opts.sample_every_s,
                 "bad_every_s": self.opts.bad_every_s,
                 "snapshot_interval_s": self.s.snapshot_interval_s,
@@ -956,6 +961,14 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _fault_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = sorted(set(kinds) - set(FAULT_KINDS))
+    if not kinds or unknown:
+        raise argparse.ArgumentTypeError(f"unknown fault kinds {unknown}; choose from {FAULT_KINDS}")
+    return kinds
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
@@ -967,6 +980,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=50, help="simulated IoT devices (50)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the fault schedule and the simulators")
     parser.add_argument("--fault-every", type=float, default=60.0, help="mean seconds between faults (60)")
+    parser.add_argument(
+        "--faults",
+        type=_fault_kinds,
+        default=FAULT_KINDS,
+        help=f"comma-separated fault kinds to inject (default: all of {','.join(FAULT_KINDS)})",
+    )
     parser.add_argument("--sample-every", type=float, default=10.0, help="seconds between samples (10)")
     parser.add_argument("--bad-every", type=float, default=20.0, help="seconds between bad-message bursts")
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="seconds to wait for the drain")
@@ -988,6 +1007,7 @@ def main(argv: list[str] | None = None) -> int:
         devices=args.devices,
         seed=args.seed,
         fault_every_s=args.fault_every,
+        faults=args.faults,
         sample_every_s=args.sample_every,
         bad_every_s=args.bad_every,
         drain_timeout_s=args.drain_timeout,
