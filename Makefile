@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 AUDIT_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tools up up-detached up-monitoring down logs status test test-unit lint audit format clean bench
+.PHONY: help setup tools up up-detached up-monitoring down logs status test test-unit lint audit format clean bench soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -87,6 +87,27 @@ bench: setup ## Run the benchmarks (quick; FULL=1 for the large sizes), write be
 	$(PY) -m bench.run $(if $(FULL),--full) --kafka-port $(BENCH_KAFKA_PORT) \
 		--kafka-controller-port $(BENCH_KAFKA_CONTROLLER_PORT) --redis-port $(BENCH_REDIS_PORT) \
 		--state-dir $(BENCH_STATE_DIR) $(BENCH_ARGS)
+
+# The soak gets its own Kafka/Redis/process ports and state too (Kafka reused if it answers, Redis its own).
+SOAK_KAFKA_PORT ?= 39092
+SOAK_KAFKA_CONTROLLER_PORT ?= 39093
+SOAK_REDIS_PORT ?= 36379
+SOAK_DASH_PORT ?= 38050
+SOAK_METRICS_PORTS ?= 39100 39101 39102
+SOAK_STATE_DIR ?= .run/soak
+DURATION ?= 30m
+SOAK_ARGS ?=
+
+soak: setup ## Whole stack at a steady rate with faults for DURATION (30m), then count; bench/results/soak-latest.*
+	PIPELINE_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(SOAK_KAFKA_PORT) \
+	PIPELINE_KAFKA_CONTROLLER_PORT=$(SOAK_KAFKA_CONTROLLER_PORT) \
+	PIPELINE_REDIS_URL=redis://127.0.0.1:$(SOAK_REDIS_PORT)/0 \
+	PIPELINE_DASH_PORT=$(SOAK_DASH_PORT) \
+	PIPELINE_FLOW_METRICS_PORT=$(word 1,$(SOAK_METRICS_PORTS)) \
+	PIPELINE_PRODUCER_METRICS_PORT=$(word 2,$(SOAK_METRICS_PORTS)) \
+	PIPELINE_ACTIVITY_PRODUCER_METRICS_PORT=$(word 3,$(SOAK_METRICS_PORTS)) \
+	PIPELINE_STATE_DIR=$(SOAK_STATE_DIR) \
+	$(PY) -m bench.soak --duration $(DURATION) $(SOAK_ARGS)
 
 lint: setup ## ruff, mypy and the vulnerability audit
 	$(PY) -m ruff check .

@@ -10,8 +10,11 @@ Kafka message (value and key bytes) meant for one topic, with what must happen t
 * `Expect.VALID`: odd but legal; processed like any good message (so it is part of the
   good traffic when comparing runs with and without noise).
 * `Expect.DUPLICATE`: byte-for-byte a re-delivery of a good message (`good_message`:
-  `good_reading(0)` / `good_event(3)`, see `duplicate_of`); valid, and must be processed
-  idempotently: the results equal those of the good traffic alone.
+  `good_reading(0)` / `good_event(3)`, see `duplicate_of`) at a new offset; valid, and
+  processed like any valid message (the product does not de-duplicate by content: a
+  reading sent twice counts twice). Idempotence is about re-reading the *same* offset
+  after a crash, which recovery covers. So duplicates belong to the good traffic when
+  comparing runs with and without noise (tests/integration/test_hostile_flow.py).
 
 Sizes: `huge_payload_2mb` is bigger than Kafka's default message limit (1 MiB), so it
 cannot arrive on a default topic (`fits_default_kafka_limit`); `dead_letter_expansion`
