@@ -228,7 +228,9 @@ class EventProducer:
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             self.stats.delivered += 1
-            self.stats.delivered_by_partition[msg.partition()] += 1
+            partition = msg.partition()
+            if partition is not None:  # always set on a delivered message; None only in the stubs' type
+                self.stats.delivered_by_partition[partition] += 1
             return
         self._fail(err, msg.key(), msg.partition())
 
