@@ -87,6 +87,10 @@ def kafka_source(settings: FlowSettings) -> KafkaSource:
     """
     config = {k: str(v) for k, v in settings.kafka_client_config().items()}
     config["statistics.interval.ms"] = str(settings.kafka_statistics_interval_ms)
+    queue_kbytes = settings.kafka_consumer_queue_kbytes
+    config["queued.max.messages.kbytes"] = str(queue_kbytes)
+    # One fetch may not exceed the bound either (librdkafka's default per partition is 1 MiB).
+    config["max.partition.fetch.bytes"] = str(min(queue_kbytes * 1024, 1_048_576))
     return PipelineKafkaSource(
         brokers=settings.kafka_bootstrap_servers.split(","),
         topics=[settings.iot_topic, settings.activity_topic],

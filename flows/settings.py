@@ -44,6 +44,15 @@ class FlowSettings(KafkaConnection, SinkSettings):
         ge=0,
         description="How often librdkafka reports statistics (Bytewax's consumer-lag gauge); 0: never.",
     )
+    kafka_consumer_queue_kbytes: int = Field(
+        65_536,
+        ge=1,
+        le=2_097_151,
+        description=(
+            "Most data the Kafka consumer prefetches per partition, KiB (librdkafka "
+            "queued.max.messages.kbytes; one fetch is capped to it too): bounds the flow's memory."
+        ),
+    )
     flow_metrics_host: str = Field(
         "127.0.0.1",
         description="Address the dataflow's Prometheus metrics listen on (0.0.0.0 in containers).",

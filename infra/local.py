@@ -122,14 +122,17 @@ class Service:
             time.sleep(0.25)
         raise ServiceError(f"{self.name} not ready after {timeout_s:.0f}s; last log lines:\n{self.tail()}")
 
-    def stop(self, timeout_s: float = 30.0) -> bool:
-        """SIGTERM the process group, SIGKILL after `timeout_s`; True if something was stopped."""
+    def stop(self, timeout_s: float = 30.0, sig: signal.Signals = signal.SIGTERM) -> bool:
+        """Send `sig` to the process group, SIGKILL after `timeout_s`; True if something was stopped.
+
+        Fault tests pass ``sig=signal.SIGKILL`` to crash the service instead of stopping it.
+        """
         pid = self.pid()
         if pid is None:
             self.pidfile.unlink(missing_ok=True)
             return False
-        _log(f"stopping {self.name} (pid {pid})")
-        os.killpg(pid, signal.SIGTERM)
+        _log(f"stopping {self.name} (pid {pid}) with {sig.name}")
+        os.killpg(pid, sig)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and _alive(pid, self.marker):
             time.sleep(0.1)
@@ -401,10 +404,10 @@ def start(s: LocalInfraSettings, which: str = "all", started: list[str] | None =
     return started
 
 
-def stop(s: LocalInfraSettings, which: str = "all") -> None:
-    """Stop the named services (Kafka first: it is the slow one)."""
+def stop(s: LocalInfraSettings, which: str = "all", sig: signal.Signals = signal.SIGTERM) -> None:
+    """Stop the named services (Kafka first: it is the slow one); `sig` SIGKILL crashes them instead."""
     for name in reversed(_names(which)):
-        SERVICES[name](s).stop()
+        SERVICES[name](s).stop(sig=sig)
 
 
 def status(s: LocalInfraSettings) -> dict[str, int | None]:

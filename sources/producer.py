@@ -50,6 +50,9 @@ class DeliveryStats:
     failed: int = 0
     failures: Tally[str] = field(default_factory=Tally)
     """Failed events by error name."""
+    delivered_by_partition: Tally[int] = field(default_factory=Tally)
+    """Delivered events by partition: acknowledged events of a partition are a prefix of what was
+    sent to it (idempotence keeps the order), so these counts say exactly which events are safe."""
 
     @property
     def in_flight(self) -> int:
@@ -89,13 +92,20 @@ class ProducerMetrics(Collector):
         # dict() copies in one step under the GIL: the producer thread may add a reason meanwhile.
         for reason, n in sorted(dict(stats.failures).items()):
             failed.add_metric([source, reason], n)
+        by_partition = CounterMetricFamily(
+            "pipeline_producer_partition_events_delivered",
+            "Events the broker acknowledged, by partition.",
+            labels=["source", "partition"],
+        )
+        for partition, n in sorted(dict(stats.delivered_by_partition).items()):
+            by_partition.add_metric([source, str(partition)], n)
         in_flight = GaugeMetricFamily(
             "pipeline_producer_events_in_flight",
             "Events produced but not yet delivered or failed.",
             labels=["source"],
         )
         in_flight.add_metric([source], stats.in_flight)
-        return [produced, delivered, failed, in_flight]
+        return [produced, delivered, by_partition, failed, in_flight]
 
 
 class Throttle:
@@ -218,6 +228,9 @@ class EventProducer:
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             self.stats.delivered += 1
+            partition = msg.partition()
+            if partition is not None:  # always set on a delivered message; None only in the stubs' type
+                self.stats.delivered_by_partition[partition] += 1
             return
         self._fail(err, msg.key(), msg.partition())
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -18,7 +19,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,9 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from infra import local
+from infra.settings import LocalInfraSettings
+from sinks.layout import Layout, decode_stats
 from sources.activity import ActivityConfig, ActivitySimulator
 from sources.clock import simulated_times
 from sources.iot import IotConfig, IotSimulator
@@ -300,3 +304,79 @@ def redis_content(client: redis.Redis, prefix: str) -> dict[str, object]:
         else:
             content[name] = client.dump(key)
     return content
+
+
+def events_in(client: redis.Redis, prefix: str) -> int:
+    """The flow's ``events_in`` counter in Redis under `prefix` (0 before its first write)."""
+    return decode_stats(client.hgetall(Layout(prefix).stats())).counters.events_in
+
+
+def wait_for_events_in(
+    client: redis.Redis,
+    prefix: str,
+    at_least: int,
+    procs: Sequence[subprocess.Popen[bytes]],
+    timeout_s: float = 60.0,
+) -> int:
+    """Poll until the flow has written ``events_in >= at_least``; fail if it ended or stalled first."""
+    deadline = time.monotonic() + timeout_s
+    while (seen := events_in(client, prefix)) < at_least:
+        assert all(p.poll() is None for p in procs), (
+            f"the flow ended at events_in={seen}, before {at_least}: give it more data"
+        )
+        assert time.monotonic() < deadline, f"events_in stuck at {seen} < {at_least} for {timeout_s}s"
+        time.sleep(0.02)
+    return seen
+
+
+def run_with_kills(
+    env: dict[str, str],
+    recovery: Path,
+    client: redis.Redis,
+    prefix: str,
+    kill_at: Sequence[int],
+    rng: random.Random | None = None,
+    max_delay_s: float = 0.3,
+) -> list[int]:
+    """Run the flow with recovery, SIGKILL it once `events_in` passes each of `kill_at`, then to the end.
+
+    After each kill the flow is started again from `recovery`. Each kill comes a
+    random delay (up to `max_delay_s`, from `rng`; a fixed 0.3 s without one) after
+    the threshold was seen, so it lands anywhere in a batch, a snapshot or a write.
+
+    Returns:
+        ``events_in`` as seen in Redis just before each kill.
+    """
+    seen: list[int] = []
+    for threshold in kill_at:
+        procs = start_flow(env, recovery=recovery)
+        wait_for_events_in(client, prefix, threshold, procs)
+        delay = rng.uniform(0.0, max_delay_s) if rng is not None else max_delay_s
+        assert kill_after(procs, delay), "the flow ended before it could be killed: give it more data"
+        seen.append(events_in(client, prefix))
+    wait_flow(start_flow(env, recovery=recovery))
+    return seen
+
+
+@contextlib.contextmanager
+def private_kafka(state_dir: Path, heap: str = "384m") -> Iterator[LocalInfraSettings]:
+    """A broker of the test's own (free ports, own state under `state_dir`), stopped afterwards.
+
+    For tests that stop or crash the broker: the suite's broker is shared by every
+    test of the session. Restart it with ``local.start(settings, "kafka")``: the
+    state directory (and so every topic) is kept.
+    """
+    settings = LocalInfraSettings(
+        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+        kafka_controller_port=free_port(),
+        state_dir=state_dir,
+        kafka_heap=heap,
+    )
+    local.start(settings, "kafka")
+    try:
+        yield settings
+    except BaseException:
+        print(f"--- private broker's log:\n{local.kafka_service(settings).tail(60)}")  # shown on failure
+        raise
+    finally:
+        local.stop(settings, "kafka", sig=signal.SIGKILL)

@@ -20,7 +20,7 @@ from selenium import webdriver
 
 from dashapp import ids
 from sinks.records import Metric
-from tests.browser.conftest import DashServer
+from tests.dash_process import DashServer
 from tests.seed import WINDOW_MS, Fleet, Seeder, device_ids
 
 HISTORY = 60

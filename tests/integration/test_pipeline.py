@@ -31,17 +31,17 @@ from tests.pipeline_harness import (
     committed_epoch,
     consume_all,
     delete_topics,
+    events_in,
     free_port,
     init_recovery,
-    kill_after,
     make_topics,
     metric_total,
     produce,
     redis_content,
     run_flow,
+    run_with_kills,
     simulated_events,
     start_flow,
-    wait_flow,
 )
 
 pytestmark = pytest.mark.slow
@@ -170,10 +170,6 @@ def test_two_processes_give_the_same_redis_content(loaded, one_worker_content, r
     assert redis_content(redis.Redis.from_url(redis_url), prefix) == one_worker_content
 
 
-def _events_in(client: redis.Redis, prefix: str) -> int:
-    return decode_stats(client.hgetall(Layout(prefix).stats())).counters.events_in
-
-
 def test_a_flow_killed_twice_and_resumed_from_recovery_ends_like_an_uninterrupted_run(
     kafka_bootstrap, kafka_admin, redis_url, tmp_path
 ):
@@ -191,17 +187,8 @@ def test_a_flow_killed_twice_and_resumed_from_recovery_ends_like_an_uninterrupte
         env = topics.env(prefix, PIPELINE_KAFKA_BATCH_SIZE="200")
         recovery = tmp_path / "recovery"
         init_recovery(recovery)
-        kills = 0
-        for _ in range(2):
-            procs = start_flow(env, recovery=recovery)
-            deadline = time.monotonic() + 60
-            while _events_in(client, prefix) < 5_000 * (kills + 1) and time.monotonic() < deadline:
-                assert procs[0].poll() is None, "the flow ended before it could be killed: give it more data"
-                time.sleep(0.05)
-            kills += kill_after(procs, 0.3)
-            assert _events_in(client, prefix) < 160_000, "killed too late to prove anything"
-        assert kills == 2
-        wait_flow(start_flow(env, recovery=recovery))
+        seen = run_with_kills(env, recovery, client, prefix, kill_at=[5_000, 10_000])
+        assert all(n < 160_000 for n in seen), f"killed too late to prove anything: {seen}"
         assert redis_content(client, prefix) == clean
     finally:
         delete_topics(kafka_admin, topics)
@@ -234,7 +221,7 @@ def test_redis_down_for_longer_than_the_breaker_threshold_loses_nothing(
         )
         procs = start_flow(env)
         deadline = time.monotonic() + 60
-        while _events_in(flaky, topics.prefix) == 0 and time.monotonic() < deadline:
+        while events_in(flaky, topics.prefix) == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
         # SHUTDOWN SAVE: the restarted server loads this snapshot, so Redis itself loses nothing.
         with contextlib.suppress(redis.ConnectionError):

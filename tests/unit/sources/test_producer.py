@@ -29,6 +29,7 @@ def test_metrics_export_the_current_counts_when_scraped():
     registry.register(ProducerMetrics(stats, "iot"))
     stats.produced, stats.delivered, stats.failed = 10, 7, 2
     stats.failures["_MSG_TIMED_OUT"] = 2
+    stats.delivered_by_partition.update({0: 3, 2: 4})
 
     def sample(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, {"source": "iot", **labels})
@@ -37,6 +38,8 @@ def test_metrics_export_the_current_counts_when_scraped():
     assert sample("pipeline_producer_events_delivered_total") == 7
     assert sample("pipeline_producer_events_failed_total", reason="_MSG_TIMED_OUT") == 2
     assert sample("pipeline_producer_events_in_flight") == 1
+    assert sample("pipeline_producer_partition_events_delivered_total", partition="2") == 4
+    assert sample("pipeline_producer_partition_events_delivered_total", partition="1") is None
     stats.delivered = 8
     assert sample("pipeline_producer_events_delivered_total") == 8
     assert b"# TYPE pipeline_producer_events_produced_total counter" in generate_latest(registry)
