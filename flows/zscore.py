@@ -325,7 +325,7 @@ class ZScoreDetector:
             # A run is capped: a flag makes everything scored after it wasted work.
             run = min(m - i, self._recentre_every - self._since_anchor, self._run_limit(), _MAX_RUN)
             if self.window_ms is None and self._hi - self._lo >= self.window:
-                take, flagged = self._steady_run(times[i : i + run], values[i : i + run], z_out[i : i + run])
+                take, flagged = self._steady_run(values[i : i + run], z_out[i : i + run])
             else:
                 take, flagged = self._general_run(times[i : i + run], values[i : i + run], z_out[i : i + run])
             if take:
@@ -341,6 +341,9 @@ class ZScoreDetector:
                 i += run
         if m:
             self._flag = int(level_out[-1])
+            newest = int(times.max())
+            if newest > self._newest:
+                self._newest = newest
         return Scores(z_out, level_out, alerts, raised_out)
 
     # --- internals --------------------------------------------------------
@@ -389,9 +392,7 @@ class ZScoreDetector:
         self._normal_readings(1)
         return z, 0, 0
 
-    def _steady_run(
-        self, times: np.ndarray, values: np.ndarray, z_out: np.ndarray
-    ) -> tuple[int, _Flagged | None]:
+    def _steady_run(self, values: np.ndarray, z_out: np.ndarray) -> tuple[int, _Flagged | None]:
         """Score a run with a full count-limited baseline; accept it up to its first flagged reading.
 
         The hot path of a device in its steady state, so it is `_baseline` and `_accept`
@@ -431,24 +432,23 @@ class ZScoreDetector:
             if above[first]:
                 take = first
                 zf = float(z[first])
-                flagged = (zf, float(mean_c[first]), float(std[first]), 2 if abs(zf) >= self.critical_z else 1)
+                level = 2 if abs(zf) >= self.critical_z else 1
+                flagged = (zf, float(mean_c[first]), float(std[first]), level)
         if take:
-            self._take_steady(times, values, sums[:, window + 1 : window + 1 + take], take)
+            self._take_steady(values, sums[:, window + 1 : window + 1 + take], take)
         return take, flagged
 
-    def _take_steady(self, times: np.ndarray, values: np.ndarray, sums: np.ndarray, k: int) -> None:
+    def _take_steady(self, values: np.ndarray, sums: np.ndarray, k: int) -> None:
         """Append `k` scored readings to a full count-limited baseline (`_accept` for `_steady_run`)."""
         if self._hi + k > self._cap:
             self._make_room(k)
         hi = self._hi
-        # The time-limit column (_cm) is only read with a time limit: not kept here.
+        # The time-limit column (_cm) and the newest event time are only read with a time limit:
+        # not kept here (`update_many` brings `_newest` up to date once per block).
         self._x[hi : hi + k] = values[:k]
         self._p[:, hi + 1 : hi + k + 1] = sums
         self._lo = max(self._lo, hi + k - 1 - self.window)
         self._hi = hi + k
-        newest = int(times[:k].max())
-        if newest > self._newest:
-            self._newest = newest
         self._since_anchor += k
         if self._since_anchor >= self._recentre_every:
             self._recentre()
