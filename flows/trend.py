@@ -179,55 +179,17 @@ class RollingTrend:
         else:
             order = np.argsort(bucket_of, kind="stable")
             ordered, times, values = bucket_of[order], times[order], values[:, order]
-        heads = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-        lengths = np.diff(np.append(heads, m))
-        longest = int(lengths.max())
-        if heads.shape[0] * (longest + 1) > 4 * m + 256:
-            # Very uneven buckets: padding them to one length would cost more than a loop.
-            self._add_buckets(times, values, ordered, [*heads.tolist(), m])
-            return
-        slots = [self._bucket_slot(int(ordered[a]), values[:, a]) for a in heads.tolist()]
-        u = (times - ordered) / _MS_PER_MIN
-        # All buckets at once: row r, bucket b holds the bucket's sum so far in column 0, then its
-        # readings in arrival order. A cumulative sum along each row is the same sequential
-        # accumulation as adding the readings one at a time; columns past a bucket's length are
-        # padding and never read.
-        sums = self._table[slots]  # (buckets, 3 + 4k) copies
-        rows = np.zeros((2 + 3 * k, heads.shape[0], longest + 1), dtype=np.float64)
-        rows[0:2, :, 0] = sums[:, 1:3].T
-        rows[2:, :, 0] = sums[:, 3 + k :].T
-        bucket = np.repeat(np.arange(heads.shape[0]), lengths)
-        column = np.arange(1, m + 1) - np.repeat(heads, lengths)
-        dx = values - sums[bucket, 3 : 3 + k].T
-        rows[0, bucket, column] = u
-        rows[1, bucket, column] = u * u
-        rows[2 : 2 + k, bucket, column] = dx
-        rows[2 + k : 2 + 2 * k, bucket, column] = u * dx
-        rows[2 + 2 * k :, bucket, column] = dx * dx
-        np.cumsum(rows, axis=2, out=rows)
-        totals = rows[:, np.arange(heads.shape[0]), lengths]  # (2 + 3k, buckets)
-        sums[:, 0] += lengths
-        sums[:, 1:3] = totals[0:2].T
-        sums[:, 3 + k :] = totals[2:].T
-        self._table[slots] = sums
-
-    def _bucket_slot(self, bucket: int, first: np.ndarray) -> int:
-        """The slot of `bucket`, claimed (emptied, anchored on its `first` values) if it held another."""
-        slot = (bucket // self.bucket_ms) % self._slots
-        if self._starts[slot] != bucket:
-            self._starts[slot] = bucket
-            self._table[slot] = 0.0
-            self._table[slot, 3 : 3 + self.series] = first
-        return slot
-
-    def _add_buckets(
-        self, times: np.ndarray, values: np.ndarray, ordered: np.ndarray, bounds: list[int]
-    ) -> None:
-        """`_add_block`'s readings (in bucket order), one bucket at a time."""
-        k = self.series
+        cuts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+        bounds = [0, *cuts.tolist(), m]
         u = (times - ordered) / _MS_PER_MIN
         for a, b in itertools.pairwise(bounds):
-            row = self._table[self._bucket_slot(int(ordered[a]), values[:, a])]
+            bucket = int(ordered[a])
+            slot = (bucket // self.bucket_ms) % self._slots
+            row = self._table[slot]
+            if self._starts[slot] != bucket:
+                self._starts[slot] = bucket
+                row[:] = 0.0
+                row[3 : 3 + k] = values[:, a]
             # The bucket's readings in arrival order after its sums so far: a cumulative sum along
             # each row is the same sequential accumulation as adding them one at a time.
             ug = u[a:b]
