@@ -316,6 +316,14 @@ class ZScoreDetector:
         alerts: list[Episode] = []
         i = 0
         while i < m:
+            # The cap joins as one more entry: a run must not reach a re-centring with it.
+            run = min(m - i, self._recentre_every - self._since_anchor - 1, _MAX_RUN)
+            if run > self.cooldown + _SCALAR_RUN and self._after_spike():
+                done = self._steady_run(values[i : i + run], z_out[i : i + run], spike=True)
+                if done is not None:
+                    take, flagged = done
+                    i = self._after_run(i, take, run, flagged, times, values, level_out, raised_out, alerts)
+                    continue
             if m - i <= _SCALAR_RUN or self._run_limit() <= _SCALAR_RUN:
                 # A few readings: arrays would cost more than they save.
                 z_out[i], level_out[i], raised_out[i] = self._step(int(times[i]), float(values[i]), alerts)
@@ -324,21 +332,13 @@ class ZScoreDetector:
             # Score a run at once, up to its first flagged reading (which changes the baseline).
             # A run is capped: a flag makes everything scored after it wasted work.
             run = min(m - i, self._recentre_every - self._since_anchor, self._run_limit(), _MAX_RUN)
+            done = None
             if self.window_ms is None and self._hi - self._lo >= self.window:
-                take, flagged = self._steady_run(values[i : i + run], z_out[i : i + run])
-            else:
-                take, flagged = self._general_run(times[i : i + run], values[i : i + run], z_out[i : i + run])
-            if take:
-                self._normal_readings(take)
-            if flagged is not None:
-                z, mean_c, std, level = flagged
-                level_out[i + take] = level
-                raised_out[i + take] = self._on_flagged(
-                    int(times[i + take]), float(values[i + take]), z, mean_c, std, level, alerts
-                )
-                i += take + 1
-            else:
-                i += run
+                done = self._steady_run(values[i : i + run], z_out[i : i + run])
+            if done is None:
+                done = self._general_run(times[i : i + run], values[i : i + run], z_out[i : i + run])
+            take, flagged = done
+            i = self._after_run(i, take, run, flagged, times, values, level_out, raised_out, alerts)
         if m:
             self._flag = int(level_out[-1])
             newest = int(times.max())
@@ -347,6 +347,41 @@ class ZScoreDetector:
         return Scores(z_out, level_out, alerts, raised_out)
 
     # --- internals --------------------------------------------------------
+
+    def _after_run(
+        self,
+        i: int,
+        take: int,
+        run: int,
+        flagged: _Flagged | None,
+        times: np.ndarray,
+        values: np.ndarray,
+        level_out: np.ndarray,
+        raised_out: np.ndarray,
+        alerts: list[Episode],
+    ) -> int:
+        """Book a run that accepted `take` readings from `i`, then its flagged reading; return the next i."""
+        if take:
+            self._normal_readings(take)
+        if flagged is None:
+            return i + run
+        z, mean_c, std, level = flagged
+        level_out[i + take] = level
+        raised_out[i + take] = self._on_flagged(
+            int(times[i + take]), float(values[i + take]), z, mean_c, std, level, alerts
+        )
+        return i + take + 1
+
+    def _after_spike(self) -> bool:
+        """Just flagged an isolated reading, in the steady state: `_steady_run(spike=True)` applies."""
+        ep = self._ep
+        return (
+            ep is not None
+            and ep.flagged == 1
+            and self._ep_normals == 0
+            and self.window_ms is None
+            and self._hi - self._lo >= self.window
+        )
 
     def _step(self, t: int, x: float, alerts: list[Episode] | None) -> tuple[float, int, int]:
         """Score and learn one reading with Python floats.
@@ -392,7 +427,9 @@ class ZScoreDetector:
         self._normal_readings(1)
         return z, 0, 0
 
-    def _steady_run(self, values: np.ndarray, z_out: np.ndarray) -> tuple[int, _Flagged | None]:
+    def _steady_run(
+        self, values: np.ndarray, z_out: np.ndarray, spike: bool = False
+    ) -> tuple[int, _Flagged | None] | None:
         """Score a run with a full count-limited baseline; accept it up to its first flagged reading.
 
         The hot path of a device in its steady state, so it is `_baseline` and `_accept`
@@ -401,10 +438,25 @@ class ZScoreDetector:
         and nothing is built that this case does not read. The IEEE operations and their
         order are `_baseline`'s (so `_step`'s): results are bit-identical.
 
+        With ``spike``, right after an isolated flagged reading: the run also covers the
+        ``cooldown`` readings that would end its episode, and the capped value that then
+        joins the baseline (`_normal_readings`), as one more entry after them. It saves a
+        scalar step per cooldown reading; if one of them is flagged after all, nothing is
+        changed and None is returned (the caller takes the general way).
+
         Returns:
             (readings accepted, the first flagged reading's (z, mean - shift, std, level) or None).
         """
         window = self.window
+        if spike:
+            ep = self._ep
+            assert ep is not None
+            cut = self.cooldown
+            cap = ep.mean + math.copysign(self.warning_z * max(ep.std, self.min_std), ep.z)
+            values = np.concatenate((values[:cut], (cap,), values[cut:]))
+            scores = np.empty(values.shape[0], dtype=np.float64)
+        else:
+            scores = z_out
         hi = self._hi
         m = values.shape[0]
         centred = values - self._shift
@@ -422,24 +474,39 @@ class ZScoreDetector:
         var = s[1] - s1 * mean_c
         var /= float(window - 1)
         std = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
-        z = np.subtract(centred, mean_c, out=z_out)
+        z = np.subtract(centred, mean_c, out=scores)
         z /= np.maximum(std, self.min_std)
         take = m
         flagged: _Flagged | None = None
         if window >= self.warmup:  # else the baseline never holds enough readings to flag
             above = np.abs(z) >= self.warning_z
+            if spike:
+                above[cut] = False  # the capped value is not a reading
             first = int(above.argmax())
             if above[first]:
+                if spike and first < cut:
+                    return None  # the episode goes on: no cap joins
                 take = first
                 zf = float(z[first])
                 level = 2 if abs(zf) >= self.critical_z else 1
                 flagged = (zf, float(mean_c[first]), float(std[first]), level)
-        if take:
-            self._take_steady(values, sums[:, window + 1 : window + 1 + take], take)
-        return take, flagged
+        if not spike:
+            if take:
+                self._take_steady(values, sums[:, window + 1 : window + 1 + take], take)
+            return take, flagged
+        z_out[:cut] = z[:cut]
+        z_out[cut:] = z[cut + 1 :]
+        self._end_episode()
+        # _step moves the baseline's start along with each cooldown reading, the cap moves nothing.
+        back = 1 if take > cut + 1 else 2
+        self._take_steady(values, sums[:, window + 1 : window + 1 + take], take, back)
+        return take - 1, flagged
 
-    def _take_steady(self, values: np.ndarray, sums: np.ndarray, k: int) -> None:
-        """Append `k` scored readings to a full count-limited baseline (`_accept` for `_steady_run`)."""
+    def _take_steady(self, values: np.ndarray, sums: np.ndarray, k: int, back: int = 1) -> None:
+        """Append `k` scored entries to a full count-limited baseline (`_accept` for `_steady_run`).
+
+        The oldest live entry becomes the one `back` places before the newest's baseline start.
+        """
         if self._hi + k > self._cap:
             self._make_room(k)
         hi = self._hi
@@ -447,7 +514,7 @@ class ZScoreDetector:
         # not kept here (`update_many` brings `_newest` up to date once per block).
         self._x[hi : hi + k] = values[:k]
         self._p[:, hi + 1 : hi + k + 1] = sums
-        self._lo = max(self._lo, hi + k - 1 - self.window)
+        self._lo = max(self._lo, hi + k - back - self.window)
         self._hi = hi + k
         self._since_anchor += k
         if self._since_anchor >= self._recentre_every:
