@@ -342,15 +342,19 @@ class Decoder:
         ids = list(map(fast.id_of, structs))
         known = self._device_code
         codes[:] = np.fromiter(map(known.get, ids, repeat(-1)), dtype=np.int64, count=n)
-        if (codes < 0).any():
+        unknown = np.flatnonzero((codes < 0) & ok).tolist()
+        if unknown:
             # New ids: the model's rule for the id alone; valid ones join the cache.
-            for new in {x for x, c in zip(ids, codes.tolist(), strict=True) if c < 0}:
+            added = False
+            for new in {ids[i] for i in unknown}:
                 try:
                     fast.id_check.validate_python(new)
                 except ValidationError:
                     continue
                 self._code(new)
-            codes[:] = np.fromiter(map(known.get, ids, repeat(-1)), dtype=np.int64, count=n)
+                added = True
+            if added:
+                codes[:] = np.fromiter(map(known.get, ids, repeat(-1)), dtype=np.int64, count=n)
         ok &= codes >= 0
         times[:] = np.fromiter(map(fast.time_of, structs), dtype=np.int64, count=n)
         for row, metric_of in enumerate(fast.metrics_of):
