@@ -129,8 +129,12 @@ class _FastPath:
     decoder: msgspec.json.Decoder[Any]
     id_check: TypeAdapter[str]
     """The model's own rule for the id field (length, pattern), applied to an id alone."""
-    columns: Callable[[Any], tuple[Any, ...]]
-    """(id, event time, temperature, humidity, pressure) of a decoded struct."""
+    id_of: Callable[[Any], str]
+    """The device id of a decoded struct."""
+    time_of: Callable[[Any], int]
+    """The event time of a decoded struct."""
+    metrics_of: tuple[Callable[[Any], float], ...]
+    """Each metric of a decoded struct, in `METRICS` order."""
     stand_in: Any
     """Takes a failed message's place so the columns stay uniform; its id is never valid."""
 
@@ -193,11 +197,22 @@ def _fast_path(model: type[BaseModel] = SensorReading) -> _FastPath | None:
         return None
     if len(ids) != 1 or len(numbers[int]) != 1 or tuple(numbers[float]) != tuple(m.value for m in METRICS):
         return None
-    struct = msgspec.defstruct("FastSensorReading", fields, kw_only=True, forbid_unknown_fields=True)
+    # gc=False: the fields are scalars, so a struct can never be part of a reference cycle, and
+    # a batch's thousands of structs then do not drive the garbage collector.
+    struct = msgspec.defstruct(
+        "FastSensorReading", fields, kw_only=True, forbid_unknown_fields=True, gc=False
+    )
     id_field, id_check = ids[0]
     order = (id_field, numbers[int][0], *numbers[float])
     stand_in = struct(**{name: "" if name == id_field else 0 for name in order})
-    return _FastPath(msgspec.json.Decoder(struct), id_check, attrgetter(*order), stand_in)
+    return _FastPath(
+        msgspec.json.Decoder(struct),
+        id_check,
+        attrgetter(id_field),
+        attrgetter(numbers[int][0]),
+        tuple(attrgetter(name) for name in numbers[float]),
+        stand_in,
+    )
 
 
 _FAST = _fast_path()
@@ -323,21 +338,27 @@ class Decoder:
                 structs.append(fast.stand_in)
         ok = np.ones(n, dtype=bool)
         ok[failed] = False
-        ids, stamps, *metrics = zip(*map(fast.columns, structs), strict=True)
+        # Column by column straight into arrays: no per-message tuples to build and transpose.
+        ids = list(map(fast.id_of, structs))
         known = self._device_code
         codes[:] = np.fromiter(map(known.get, ids, repeat(-1)), dtype=np.int64, count=n)
-        if (codes < 0).any():
+        unknown = np.flatnonzero((codes < 0) & ok).tolist()
+        if unknown:
             # New ids: the model's rule for the id alone; valid ones join the cache.
-            for new in {x for x, c in zip(ids, codes.tolist(), strict=True) if c < 0}:
+            added = False
+            for new in {ids[i] for i in unknown}:
                 try:
                     fast.id_check.validate_python(new)
                 except ValidationError:
                     continue
                 self._code(new)
-            codes[:] = np.fromiter(map(known.get, ids, repeat(-1)), dtype=np.int64, count=n)
+                added = True
+            if added:
+                codes[:] = np.fromiter(map(known.get, ids, repeat(-1)), dtype=np.int64, count=n)
         ok &= codes >= 0
-        times[:] = stamps
-        columns[:] = metrics
+        times[:] = np.fromiter(map(fast.time_of, structs), dtype=np.int64, count=n)
+        for row, metric_of in enumerate(fast.metrics_of):
+            columns[row] = np.fromiter(map(metric_of, structs), dtype=np.float64, count=n)
         codes[~ok] = -1
         return ok
 

@@ -81,6 +81,13 @@ class PaneWindows:
         if n == 1 or (pane_of[0] == pane_of[-1] and (pane_of == first).all()):
             self._add_chunk(first, values)
             return
+        if bool((pane_of[1:] >= pane_of[:-1]).all()):
+            # In pane order already (in-order data): each pane's values are a slice, no copies.
+            cuts = np.flatnonzero(pane_of[1:] != pane_of[:-1]) + 1
+            bounds = [0, *cuts.tolist(), n]
+            for a, b in itertools.pairwise(bounds):
+                self._add_chunk(int(pane_of[a]), values[:, a:b])
+            return
         order = np.argsort(pane_of, kind="stable")
         ordered = pane_of[order]
         cuts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1

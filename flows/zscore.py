@@ -43,7 +43,10 @@ operations, and the result is bit-identical whether the readings come one by
 one or in blocks of any size (`update_rows` scores several series at once,
 identically again). The sums are re-centred every few thousand accepted
 readings, at the same reading however the input was blocked, to keep
-cancellation error negligible. Pure numpy, no I/O.
+cancellation error negligible. A series in its steady state (a full baseline,
+no time limit) takes a pared-down path (`_steady_run`) with the same arithmetic;
+runs are capped at a few hundred readings, since a flagged reading makes the
+rest of its run wasted work. Pure numpy, no I/O.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ from sinks.records import Severity
 _NO_TIME = -(2**62)
 _SEVERITIES = (Severity.NONE, Severity.WARNING, Severity.CRITICAL)
 _SCALAR_RUN = 16
+_MAX_RUN = 512
+_EMPTY = np.zeros(0, dtype=np.float64)
+_Flagged = tuple[float, float, float, int]
+"""A flagged reading's z, baseline mean - shift, baseline std (before the floor) and level."""
 
 
 class Score(NamedTuple):
@@ -149,6 +156,7 @@ class ZScoreDetector:
         "_hi",
         "_lo",
         "_newest",
+        "_p",
         "_p1",
         "_p2",
         "_recentre_every",
@@ -222,8 +230,8 @@ class ZScoreDetector:
         self._cm = np.zeros(self._cap, dtype=np.int64)
         self._x = np.zeros(self._cap, dtype=np.float64)
         # Prefix sums of (x - shift) and its square: _p*[i] covers entries [0, i); one longer.
-        self._p1 = np.zeros(self._cap + 1, dtype=np.float64)
-        self._p2 = np.zeros(self._cap + 1, dtype=np.float64)
+        self._p = self._p1 = self._p2 = _EMPTY
+        self._use_sums(np.zeros((2, self._cap + 1), dtype=np.float64))
         self._lo = 0
         self._hi = 0
         self._shift = 0.0
@@ -242,7 +250,7 @@ class ZScoreDetector:
     def __getstate__(self) -> dict[str, object]:
         # Only the live values and the two prefix sums before them: the rest is rebuilt on
         # restore by the same sequential sums that built it, so nothing changes by a bit.
-        state = {name: getattr(self, name) for name in self.__slots__}
+        state = {name: getattr(self, name) for name in self.__slots__ if name != "_p"}
         lo, hi = self._lo, self._hi
         state.update(
             _cm=self._cm[lo:hi].copy() if self.window_ms is not None else None,
@@ -272,8 +280,10 @@ class ZScoreDetector:
         self._cm = _grown(
             self._cm if self._cm is not None else np.zeros(n, dtype=np.int64), self._cap, np.int64
         )
-        self._p1 = _grown(np.cumsum(np.concatenate(([head1], centred))), self._cap + 1, np.float64)
-        self._p2 = _grown(np.cumsum(np.concatenate(([head2], centred * centred))), self._cap + 1, np.float64)
+        sums = np.zeros((2, self._cap + 1), dtype=np.float64)
+        sums[0, : n + 1] = np.cumsum(np.concatenate(([head1], centred)))
+        sums[1, : n + 1] = np.cumsum(np.concatenate(([head2], centred * centred)))
+        self._use_sums(sums)
 
     # --- public API -------------------------------------------------------
 
@@ -334,41 +344,72 @@ class ZScoreDetector:
         alerts: list[Episode] = []
         i = 0
         while i < m:
+            # The cap joins as one more entry: a run must not reach a re-centring with it.
+            run = min(m - i, self._recentre_every - self._since_anchor - 1, _MAX_RUN)
+            if run > self.cooldown + _SCALAR_RUN and self._after_spike():
+                done = self._steady_run(values[i : i + run], z_out[i : i + run], spike=True)
+                if done is not None:
+                    take, flagged = done
+                    i = self._after_run(i, take, run, flagged, times, values, level_out, raised_out, alerts)
+                    continue
             if m - i <= _SCALAR_RUN or self._run_limit() <= _SCALAR_RUN:
                 # A few readings: arrays would cost more than they save.
                 z_out[i], level_out[i], raised_out[i] = self._step(int(times[i]), float(values[i]), alerts)
                 i += 1
                 continue
             # Score a run at once, up to its first flagged reading (which changes the baseline).
-            run = min(m - i, self._recentre_every - self._since_anchor, self._run_limit())
-            base = self._baseline(times[i : i + run], values[i : i + run])
-            levels = self._levels(base)
-            flagged = np.flatnonzero(levels)
-            take = int(flagged[0]) if flagged.shape[0] else run
-            z_out[i : i + run] = base.z
-            if take:
-                self._accept(base, values[i : i + run], take)
-                self._normal_readings(take)
-            if take < run:
-                level = int(levels[take])
-                level_out[i + take] = level
-                raised_out[i + take] = self._on_flagged(
-                    int(times[i + take]),
-                    float(values[i + take]),
-                    float(base.z[take]),
-                    float(base.mean_c[take]),
-                    float(base.std[take]),
-                    level,
-                    alerts,
-                )
-                i += take + 1
-            else:
-                i += run
+            # A run is capped: a flag makes everything scored after it wasted work.
+            run = min(m - i, self._recentre_every - self._since_anchor, self._run_limit(), _MAX_RUN)
+            done = None
+            if self.window_ms is None and self._hi - self._lo >= self.window:
+                done = self._steady_run(values[i : i + run], z_out[i : i + run])
+            if done is None:
+                done = self._general_run(times[i : i + run], values[i : i + run], z_out[i : i + run])
+            take, flagged = done
+            i = self._after_run(i, take, run, flagged, times, values, level_out, raised_out, alerts)
         if m:
             self._flag = int(level_out[-1])
+            newest = int(times.max())
+            if newest > self._newest:
+                self._newest = newest
         return Scores(z_out, level_out, alerts, raised_out)
 
     # --- internals --------------------------------------------------------
+
+    def _after_run(
+        self,
+        i: int,
+        take: int,
+        run: int,
+        flagged: _Flagged | None,
+        times: np.ndarray,
+        values: np.ndarray,
+        level_out: np.ndarray,
+        raised_out: np.ndarray,
+        alerts: list[Episode],
+    ) -> int:
+        """Book a run that accepted `take` readings from `i`, then its flagged reading; return the next i."""
+        if take:
+            self._normal_readings(take)
+        if flagged is None:
+            return i + run
+        z, mean_c, std, level = flagged
+        level_out[i + take] = level
+        raised_out[i + take] = self._on_flagged(
+            int(times[i + take]), float(values[i + take]), z, mean_c, std, level, alerts
+        )
+        return i + take + 1
+
+    def _after_spike(self) -> bool:
+        """Just flagged an isolated reading, in the steady state: `_steady_run(spike=True)` applies."""
+        ep = self._ep
+        return (
+            ep is not None
+            and ep.flagged == 1
+            and self._ep_normals == 0
+            and self.window_ms is None
+            and self._hi - self._lo >= self.window
+        )
 
     def _step(self, t: int, x: float, alerts: list[Episode] | None) -> tuple[float, int, int]:
         """Score and learn one reading with Python floats.
@@ -413,6 +454,121 @@ class ZScoreDetector:
             self._recentre()
         self._normal_readings(1)
         return z, 0, 0
+
+    def _steady_run(
+        self, values: np.ndarray, z_out: np.ndarray, spike: bool = False
+    ) -> tuple[int, _Flagged | None] | None:
+        """Score a run with a full count-limited baseline; accept it up to its first flagged reading.
+
+        The hot path of a device in its steady state, so it is `_baseline` and `_accept`
+        pared down to what a full ``window`` needs (no time limit, every count equal):
+        the two prefix sums share one array, so each step is one numpy call for both,
+        and nothing is built that this case does not read. The IEEE operations and their
+        order are `_baseline`'s (so `_step`'s): results are bit-identical.
+
+        With ``spike``, right after an isolated flagged reading: the run also covers the
+        ``cooldown`` readings that would end its episode, and the capped value that then
+        joins the baseline (`_normal_readings`), as one more entry after them. It saves a
+        scalar step per cooldown reading; if one of them is flagged after all, nothing is
+        changed and None is returned (the caller takes the general way).
+
+        Returns:
+            (readings accepted, the first flagged reading's (z, mean - shift, std, level) or None).
+        """
+        window = self.window
+        if spike:
+            ep = self._ep
+            assert ep is not None
+            cut = self.cooldown
+            cap = ep.mean + math.copysign(self.warning_z * max(ep.std, self.min_std), ep.z)
+            values = np.concatenate((values[:cut], (cap,), values[cut:]))
+            scores = np.empty(values.shape[0], dtype=np.float64)
+        else:
+            scores = z_out
+        hi = self._hi
+        m = values.shape[0]
+        centred = values - self._shift
+        # Columns [0, window]: the stored prefix sums at the window's head .. the newest one;
+        # then the block's, continued sequentially: column window + j is the prefix before j + 1.
+        sums = np.empty((2, window + 1 + m), dtype=np.float64)
+        sums[:, : window + 1] = self._p[:, hi - window : hi + 1]
+        sums[0, window + 1 :] = centred
+        np.multiply(centred, centred, out=sums[1, window + 1 :])
+        tail = sums[:, window:]
+        np.cumsum(tail, axis=1, out=tail)
+        s = sums[:, window : window + m] - sums[:, :m]
+        s1 = s[0]
+        mean_c = s1 / float(window)
+        var = s[1] - s1 * mean_c
+        var /= float(window - 1)
+        std = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
+        z = np.subtract(centred, mean_c, out=scores)
+        z /= np.maximum(std, self.min_std)
+        take = m
+        flagged: _Flagged | None = None
+        if window >= self.warmup:  # else the baseline never holds enough readings to flag
+            above = np.abs(z) >= self.warning_z
+            if spike:
+                above[cut] = False  # the capped value is not a reading
+            first = int(above.argmax())
+            if above[first]:
+                if spike and first < cut:
+                    return None  # the episode goes on: no cap joins
+                take = first
+                zf = float(z[first])
+                level = 2 if abs(zf) >= self.critical_z else 1
+                flagged = (zf, float(mean_c[first]), float(std[first]), level)
+        if not spike:
+            if take:
+                self._take_steady(values, sums[:, window + 1 : window + 1 + take], take)
+            return take, flagged
+        z_out[:cut] = z[:cut]
+        z_out[cut:] = z[cut + 1 :]
+        self._end_episode()
+        # _step moves the baseline's start along with each cooldown reading, the cap moves nothing.
+        back = 1 if take > cut + 1 else 2
+        self._take_steady(values, sums[:, window + 1 : window + 1 + take], take, back)
+        return take - 1, flagged
+
+    def _take_steady(self, values: np.ndarray, sums: np.ndarray, k: int, back: int = 1) -> None:
+        """Append `k` scored entries to a full count-limited baseline (`_accept` for `_steady_run`).
+
+        The oldest live entry becomes the one `back` places before the newest's baseline start.
+        """
+        if self._hi + k > self._cap:
+            self._make_room(k)
+        hi = self._hi
+        # The time-limit column (_cm) and the newest event time are only read with a time limit:
+        # not kept here (`update_many` brings `_newest` up to date once per block).
+        self._x[hi : hi + k] = values[:k]
+        self._p[:, hi + 1 : hi + k + 1] = sums
+        self._lo = max(self._lo, hi + k - back - self.window)
+        self._hi = hi + k
+        self._since_anchor += k
+        if self._since_anchor >= self._recentre_every:
+            self._recentre()
+
+    def _general_run(
+        self, times: np.ndarray, values: np.ndarray, z_out: np.ndarray
+    ) -> tuple[int, _Flagged | None]:
+        """`_steady_run` for any baseline (growing, or time-limited)."""
+        base = self._baseline(times, values)
+        levels = self._levels(base)
+        hits = np.flatnonzero(levels)
+        run = values.shape[0]
+        take = int(hits[0]) if hits.shape[0] else run
+        z_out[:] = base.z
+        if take:
+            self._accept(base, values, take)
+        if take == run:
+            return take, None
+        return take, (float(base.z[take]), float(base.mean_c[take]), float(base.std[take]), int(levels[take]))
+
+    def _use_sums(self, sums: np.ndarray) -> None:
+        """Keep the prefix sums in `sums` (2, cap + 1): rows are `_p1` and `_p2`."""
+        self._p = sums
+        self._p1 = sums[0]
+        self._p2 = sums[1]
 
     def _normal_readings(self, k: int) -> None:
         """`k` consecutive normal readings were taken: they may end the episode.
@@ -531,13 +687,13 @@ class ZScoreDetector:
             self._cap = max(2 * self._cap, n + k)
             self._cm = _grown(self._cm[lo:hi], self._cap, np.int64)
             self._x = _grown(self._x[lo:hi], self._cap, np.float64)
-            self._p1 = _grown(self._p1[lo : hi + 1], self._cap + 1, np.float64)
-            self._p2 = _grown(self._p2[lo : hi + 1], self._cap + 1, np.float64)
+            sums = np.zeros((2, self._cap + 1), dtype=np.float64)
+            sums[:, : n + 1] = self._p[:, lo : hi + 1]
+            self._use_sums(sums)
         else:
             self._cm[:n] = self._cm[lo:hi]
             self._x[:n] = self._x[lo:hi]
-            self._p1[: n + 1] = self._p1[lo : hi + 1]
-            self._p2[: n + 1] = self._p2[lo : hi + 1]
+            self._p[:, : n + 1] = self._p[:, lo : hi + 1]
         self._lo, self._hi = 0, n
 
     def _recentre(self) -> None:

@@ -78,6 +78,27 @@ def test_blocks_of_any_size_give_bit_identical_results(kwargs):
     assert alerts and pickle.dumps(blocked.episode) == pickle.dumps(single.episode)
 
 
+@pytest.mark.parametrize("cooldown", [1, 3])
+def test_isolated_spikes_in_long_blocks_score_as_one_by_one(cooldown):
+    # The steady-state path scores a spike's cooldown readings and its capped re-entry in one
+    # run; a spike whose cooldown holds another flagged reading must fall back to the general way.
+    times, values = _series(4000, seed=12)
+    rng = np.random.default_rng(13)
+    spikes = rng.choice(np.arange(400, 3900), 60, replace=False)
+    values[spikes] += rng.choice([-1, 1], 60) * rng.uniform(2.5, 6, 60)
+    values[spikes[:10] + 2] += 4.0  # a second exceedance inside the cooldown
+    single = ZScoreDetector(window=300, cooldown=cooldown)
+    one = _run_one_by_one(single, times, values)
+    blocked = ZScoreDetector(window=300, cooldown=cooldown)
+    out = blocked.update_many(times, values)
+    assert [s.z for s in one] == out.z.tolist()
+    assert [LEVELS[s.severity] for s in one] == out.raised.tolist()
+    assert single.baseline_size == blocked.baseline_size
+    # Same state to the bit (the arrays' spare capacity aside), so a restore continues alike.
+    state_one, state_blocked = single.__getstate__(), blocked.__getstate__()
+    assert pickle.dumps({**state_one, "_cap": 0}) == pickle.dumps({**state_blocked, "_cap": 0})
+
+
 def test_episodes_match_the_reference_with_their_peaks():
     times, values = _series(2000, seed=11, anomalies=30)
     det = ZScoreDetector(window=100, warmup=20)
