@@ -26,6 +26,7 @@ from infra.settings import LocalInfraSettings
 from sinks.layout import Layout, decode_stats, decode_window_stats
 from sinks.redis_sink import RedisSink
 from sources.models import DeadLetter, Metric, SensorReading
+from tests.kafka_batches import as_batches
 from tests.pipeline_harness import (
     PipelineTopics,
     consume_all,
@@ -101,7 +102,9 @@ def _reference(topics: PipelineTopics, prefix: str) -> tuple[dict[str, object], 
         redis_prefix=prefix,
     )
     dead: list[DeadLetter] = []
-    run_main(build_flow(settings, TestingSource(messages), RedisSink(settings), TestingSink(dead)))
+    run_main(
+        build_flow(settings, TestingSource(as_batches(messages)), RedisSink(settings), TestingSink(dead))
+    )
     return redis_content(redis.Redis.from_url(topics.redis_url), prefix), dead
 
 
