@@ -15,11 +15,16 @@ the ``bytewax_kafka_consumer_lag`` gauge.
 What it adds:
 
 * ``at_end`` on every batch: whether the consumer had read everything the
-  partition held (librdkafka's end-of-partition event after the batch's last
-  message). Downstream, a stream's watermark only advances with the clock while
-  its partition is at its end, so a partition that is merely *slow* (a backlog
-  on a busy worker) never looks idle: see `flows.watermark`. A partition that
-  reaches its end without new data yields an empty batch saying so.
+  partition held: its next offset has reached the log end that the broker
+  reported in its latest fetch response (librdkafka's cached high watermark,
+  no round trip), or librdkafka's end-of-partition event came after the
+  batch's last message. The event alone is not enough: it only comes when a
+  fetch finds nothing for ``fetch.wait.max.ms``, so under steady traffic it
+  never comes. Downstream, a stream's watermark only advances with the clock
+  while its partition is at its end, so a partition that is merely *slow* (a
+  backlog on a busy worker) never looks idle: see `flows.watermark`. A
+  partition that reaches its end without new data yields an empty batch saying
+  so.
 * An idle back-off: after an empty poll the partition asks to be woken
   ``idle_poll`` later instead of being polled in a loop (Bytewax's partition
   asks for no wake-up, so idle partitions cost a good part of a core).
@@ -122,6 +127,7 @@ class KafkaPartitionReader(StatefulSourcePartition[KafkaBatch, int]):
             config["stats_cb"] = self._on_stats
         self._consumer = Consumer(config)
         self._consumer.assign([TopicPartition(topic, partition, offset)])
+        self._tp = TopicPartition(topic, partition)
 
     def _on_stats(self, stats_json: str) -> None:
         # Called by librdkafka every statistics.interval.ms from inside consume(); as in Bytewax,
@@ -140,18 +146,25 @@ class KafkaPartitionReader(StatefulSourcePartition[KafkaBatch, int]):
         msgs = self._consumer.consume(self._batch_size, 0.001)
         self._was_empty = not msgs
         if not msgs:
-            return []
+            if self._at_end or not self._read_to_log_end():
+                return []
+            # Caught up without an event (the last fetch brought nothing we had not delivered).
+            self._at_end = True
+            return [KafkaBatch(self._topic, self._partition, [], [], [], True)]
         if any(map(_error, msgs)):
             data, faults, eof_last = self._sort_out(msgs)
         else:
             data, faults, eof_last = msgs, (), False
+        was_at_end = self._at_end
         if data:
             self._offset = _offset(data[-1]) + 1
-            self._at_end = eof_last
+            self._at_end = eof_last or self._read_to_log_end()
         elif eof_last:
             self._at_end = True
         if eof_last and not self._tail:
             self._finished = True  # emit this batch, stop at the next call
+        if not data and not faults and was_at_end:
+            return []  # the end-of-partition event of a partition already known to be at its end
         return [
             KafkaBatch(
                 topic=self._topic,
@@ -163,6 +176,13 @@ class KafkaPartitionReader(StatefulSourcePartition[KafkaBatch, int]):
                 faults=faults,
             )
         ]
+
+    def _read_to_log_end(self) -> bool:
+        """Whether the next offset has reached the log end of the broker's latest fetch response."""
+        if self._offset < 0:
+            return False  # still a logical offset: the end-of-partition event will tell
+        _low, high = self._consumer.get_watermark_offsets(self._tp, cached=True)
+        return high >= 0 and self._offset >= high
 
     def _sort_out(self, msgs: list[Message]) -> tuple[list[Message], tuple[ConsumerFault, ...], bool]:
         """Split messages from errors; whether the partition's end was the last thing reported."""

@@ -171,3 +171,31 @@ def test_a_backlog_delivered_slowly_gives_the_same_results_as_one_delivered_at_o
     assert starved[2].late_events == 0, "events of a slow partition were counted late"
     assert starved[0] == at_once[0]
     assert starved[1] == at_once[1]
+
+
+def test_under_steady_traffic_batches_say_the_partition_is_read_to_its_end(
+    kafka_bootstrap, tmp_topic, make_producer
+):
+    # librdkafka's end-of-partition event only comes after a fetch that waited fetch.wait.max.ms
+    # (500 ms) in vain: with a message every 100 ms it never comes, yet the consumer is caught up.
+    topic = tmp_topic(partitions=1)
+    part = _source(kafka_bootstrap, topic, tail=True).build_part("read", f"0-{topic}", None)
+    producer = make_producer(**{"linger.ms": 0})
+    got: list[KafkaBatch] = []
+    try:
+        _drain(part, lambda bs: any(b.at_end for b in bs))
+        for i in range(20):
+            producer.produce(topic, value=b"v%d" % i)
+            producer.flush(10)
+            deadline = time.monotonic() + 0.1
+            while time.monotonic() < deadline:
+                got.extend(part.next_batch())
+                time.sleep(0.005)
+        before = sum(len(b.values) for b in got)
+        got.extend(_drain(part, lambda bs: before + sum(len(b.values) for b in bs) >= 20))
+    finally:
+        part.close()
+    with_data = [b for b in got if b.values]
+    assert sum(len(b.values) for b in with_data) == 20
+    caught_up = sum(b.at_end for b in with_data)
+    assert caught_up >= len(with_data) // 2, f"{caught_up} of {len(with_data)} batches said at end"
