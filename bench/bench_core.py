@@ -1,6 +1,6 @@
 """Throughput of the IoT analytics core against a naive per-item Bytewax flow.
 
-Both flows get the same pre-serialized Kafka messages (`KafkaSourceMessage`
+Both flows get the same pre-serialized Kafka messages (`RawMessage`
 with JSON values, a few of them broken) through Bytewax's testing source in
 one worker, compute the IoT analytics (10 s tumbling and 60 s sliding windows
 with p99, z-score alerts, trends, latest reading per device), and must agree on
@@ -39,7 +39,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
 from bytewax.operators.windowing import EventClock, SlidingWindower, TumblingWindower, fold_window
@@ -56,14 +55,13 @@ from flows.trend import RollingTrend
 from flows.zscore import ZScoreDetector
 from sinks.records import Alert, PipelineCounters, TrendState, WindowStats
 from sources.models import SensorReading
+from tests.kafka_batches import RawMessage, as_batches
 
 T0 = 1_750_000_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def make_messages(
-    events: int, devices: int, hz: float, batch: int, seed: int = 7
-) -> list[KafkaSourceMessage]:
+def make_messages(events: int, devices: int, hz: float, batch: int, seed: int = 7) -> list[RawMessage]:
     """Readings of `devices` devices at `hz` each, jittered, with spikes and a few bad ones.
 
     Keyed by device onto 3 partitions, and ordered as a Kafka source delivers a
@@ -79,7 +77,7 @@ def make_messages(
     pres = 1013 + rng.normal(0, 0.5, events)
     spikes = rng.random(events) < 0.002
     temp[spikes] += rng.choice([-1, 1], int(spikes.sum())) * rng.uniform(4, 8, int(spikes.sum()))
-    by_partition: list[list[KafkaSourceMessage]] = [[], [], []]
+    by_partition: list[list[RawMessage]] = [[], [], []]
     for i in range(events):
         device = f"dev-{dev[i]:04d}"
         value = SensorReading(
@@ -93,20 +91,14 @@ def make_messages(
             value = value[: len(value) // 2]  # truncated: a dead letter
         partition = int(dev[i]) % 3
         by_partition[partition].append(
-            KafkaSourceMessage(
-                key=device.encode(),
-                value=value,
-                topic="iot.readings",
-                partition=partition,
-                offset=len(by_partition[partition]),
-            )
+            RawMessage("iot.readings", partition, len(by_partition[partition]), device.encode(), value)
         )
     return _as_consumed(by_partition, batch)
 
 
-def _as_consumed(by_partition: list[list[KafkaSourceMessage]], batch: int) -> list[KafkaSourceMessage]:
+def _as_consumed(by_partition: list[list[RawMessage]], batch: int) -> list[RawMessage]:
     """The order a Kafka source delivers them in: a batch from each partition in turn."""
-    out: list[KafkaSourceMessage] = []
+    out: list[RawMessage] = []
     for start in range(0, max(len(p) for p in by_partition), batch):
         for part in by_partition:
             out.extend(part[start : start + batch])
@@ -116,12 +108,12 @@ def _as_consumed(by_partition: list[list[KafkaSourceMessage]], batch: int) -> li
 # --- core -------------------------------------------------------------------
 
 
-def run_core(msgs: list[KafkaSourceMessage], settings: FlowSettings) -> tuple[Timing, list[Any], list[Any]]:
+def run_core(msgs: list[RawMessage], settings: FlowSettings) -> tuple[Timing, list[Any], list[Any]]:
     out: list[Any] = []
     dlq: list[Any] = []
     flow = build_flow(
         settings,
-        TestingSource(msgs, batch_size=settings.kafka_batch_size),
+        TestingSource(as_batches(msgs, settings.kafka_batch_size)),
         TestingSink(out),
         TestingSink(dlq),
         # Frozen after the newest event: nothing is "from the future", and time never idles.
@@ -133,7 +125,7 @@ def run_core(msgs: list[KafkaSourceMessage], settings: FlowSettings) -> tuple[Ti
 # --- naive per-item baseline ----------------------------------------------------
 
 
-def _decode_one(msg: KafkaSourceMessage) -> SensorReading | None:
+def _decode_one(msg: RawMessage) -> SensorReading | None:
     try:
         return SensorReading.model_validate_json(msg.value)  # type: ignore[arg-type]
     except ValidationError:
@@ -176,7 +168,7 @@ class _TrendLogic(StatefulLogic):  # type: ignore[type-arg]
 
 
 def build_baseline(
-    msgs: list[KafkaSourceMessage], settings: FlowSettings, out: list[Any], windows_only: bool = False
+    msgs: list[RawMessage], settings: FlowSettings, out: list[Any], windows_only: bool = False
 ) -> Dataflow:
     params = IotParams.from_settings(settings)
     flow = Dataflow("baseline")
@@ -256,7 +248,7 @@ def _stateful_trend(per_metric: Any, params: IotParams, idx: dict[str, int]) -> 
 
 
 def run_baseline(
-    msgs: list[KafkaSourceMessage], settings: FlowSettings, windows_only: bool = False
+    msgs: list[RawMessage], settings: FlowSettings, windows_only: bool = False
 ) -> tuple[Timing, list[Any]]:
     out: list[Any] = []
     flow = build_baseline(msgs, settings, out, windows_only)

@@ -3,11 +3,13 @@
 Each window reports counts per event type, events per second, revenue and
 distinct users. Windows are global (all users), but event order is only
 guaranteed within a Kafka partition, so lateness is judged per partition
-(each has its own `Watermark`) and a window closes when *every* partition seen
-has passed its end. Which events count is then a function of each partition's
-own order, not of how the partitions happened to interleave, so 1 worker,
-2 workers and a replay agree. Revenue is summed with ``math.fsum`` (exactly
-rounded, so independent of order too).
+(each has its own `Watermark`) and a window closes when *every* partition of the
+topic has been heard from (events, or "at its end") and has passed its end; a
+partition at its end that never had an event holds nothing back. Which events
+count is then a function of each partition's own order, not of how the
+partitions happened to interleave, so 1 worker, 2 workers and a replay agree.
+Revenue is summed with ``math.fsum`` (exactly rounded, so independent of order
+too).
 
 The leaderboard counts every valid purchase (a late one too: it has no window
 to miss) as absolute totals per page, safe to rewrite after a replay.
@@ -70,7 +72,6 @@ class ActivityWindows:
     __slots__ = (
         "closed_below_ms",
         "expected_partitions",
-        "first_seen_ms",
         "late_events",
         "lateness_ms",
         "leaderboard",
@@ -83,11 +84,11 @@ class ActivityWindows:
         self.length_ms = length_ms
         self.lateness_ms = lateness_ms
         self.expected_partitions = expected_partitions
-        """Partitions of the activity topic. Until each has been heard from (or the allowed lateness
-        has passed on the clock since the first event), no window closes: the silent one may still
-        hold the oldest events, and Bytewax interleaves partitions in no fixed order."""
-        self.first_seen_ms: int | None = None
-        """Clock time of the first event of any partition."""
+        """Partitions of the activity topic. Until each has been heard from (events, or an empty
+        block saying it is at its end), no window closes: the silent one may still hold the oldest
+        events, and Bytewax interleaves partitions in no fixed order. No timer replaces this: a
+        partition's worker may be slow to start or starved, and waiting for it is what keeps the
+        result independent of scheduling."""
         self.closed_below_ms = NO_TIME
         """Every window ending at or before this has been emitted; its stragglers are late."""
         self.watermarks: dict[int, Watermark] = {}
@@ -99,10 +100,12 @@ class ActivityWindows:
         return {name: getattr(self, name) for name in self.__slots__}
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        # Defaults first, so a snapshot from before a field existed still restores.
-        self.expected_partitions, self.first_seen_ms, self.closed_below_ms = 1, None, NO_TIME
+        # Defaults first, so a snapshot from before a field existed still restores; fields that
+        # no longer exist (first_seen_ms) are skipped.
+        self.expected_partitions, self.closed_below_ms = 1, NO_TIME
         for name, value in state.items():
-            setattr(self, name, value)
+            if name in self.__slots__:
+                setattr(self, name, value)
 
     def resume(self, now_ms: int) -> None:
         """Restart the partitions' idle timers after a restore."""
@@ -118,16 +121,16 @@ class ActivityWindows:
         users: tuple[str, ...],
         pages: tuple[str, ...],
         now_ms: int,
+        at_end: bool = True,
     ) -> ActivityUpdate:
-        """Take one partition's events (arrival order)."""
+        """Take one partition's events (arrival order; none: just its word on `at_end`)."""
         wm = self.watermarks.get(partition)
         if wm is None:
             wm = self.watermarks[partition] = Watermark(self.lateness_ms)
-        if self.first_seen_ms is None and times.shape[0]:
-            self.first_seen_ms = now_ms
         late = wm.observe(times, now_ms) | (
             times - times % self.length_ms + self.length_ms <= self.closed_below_ms
         )
+        wm.caught_up(at_end, now_ms)
         n_late = int(late.sum())
         self.late_events += n_late
         purchases = np.flatnonzero(types == PURCHASE_CODE).tolist()
@@ -153,14 +156,21 @@ class ActivityWindows:
                 acc.users.update(users[j] for j in idx.tolist())
         return ActivityUpdate(n_late, changed)
 
+    def _bounding(self) -> list[Watermark]:
+        """The partitions that bound the global watermark; empty until every one was heard from."""
+        if len(self.watermarks) < self.expected_partitions:
+            return []
+        # A partition at its end that never had an event holds nothing back.
+        return [
+            wm for wm in self.watermarks.values() if wm.max_event_ms != NO_TIME or wm.caught_up_ms is None
+        ]
+
     def watermark(self, now_ms: int) -> int | None:
-        """The global watermark: the lowest of the partitions' (None before any event)."""
-        if not self.watermarks:
+        """The global watermark: the lowest of the partitions' (None before they allow one)."""
+        bounding = self._bounding()
+        if not bounding:
             return None
-        low = min(wm.tick(now_ms) for wm in self.watermarks.values())
-        if len(self.watermarks) < self.expected_partitions and not self._waited_for_silent(now_ms):
-            return None
-        return low
+        return min(wm.tick(now_ms) for wm in bounding)
 
     def close(self, now_ms: int) -> list[ActivitySummary]:
         """Close every window whose end the global watermark has reached, oldest first."""
@@ -177,16 +187,13 @@ class ActivityWindows:
 
     def next_close_due_ms(self) -> int | None:
         """Clock time at which idleness alone closes the oldest open window."""
-        if not self.windows or not self.watermarks:
+        bounding = self._bounding()
+        if not self.windows or not bounding:
             return None
         end = min(self.windows) + self.length_ms
-        dues = [wm.due_at_ms(end) for wm in self.watermarks.values()]
-        if len(self.watermarks) < self.expected_partitions and self.first_seen_ms is not None:
-            dues.append(self.first_seen_ms + self.lateness_ms)
-        return max(d for d in dues if d is not None)
-
-    def _waited_for_silent(self, now_ms: int) -> bool:
-        return self.first_seen_ms is not None and now_ms - self.first_seen_ms >= self.lateness_ms
+        dues = [wm.due_at_ms(end) for wm in bounding]
+        # A partition not caught up (or without events) moves only with its data, not the clock.
+        return None if None in dues else max(d for d in dues if d is not None)
 
     def _summary(self, start: int, acc: WindowAccumulator) -> ActivitySummary:
         events = acc.events

@@ -174,7 +174,7 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, bytes]):
             self.state.watermark.resume(clock.now_ms())
 
     def on_batch(self, values: list[IotBlock]) -> tuple[Iterable[KeyOutput], bool]:
-        """Take the device's blocks of this batch."""
+        """Take the device's blocks of this batch (an empty one: its partition's word on ``at_end``)."""
         if self.state is None:
             self.state = self.params.new_state(values[0].device_id)
         st = self.state
@@ -184,6 +184,10 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, bytes]):
             times = np.concatenate([b.times for b in values])
             readings = np.concatenate([b.values for b in values], axis=1)
         now = self.clock.now_ms()
+        if times.shape[0] == 0:
+            st.watermark.caught_up(values[-1].at_end, now)
+            closed = self._close(st.watermark.tick(now))
+            return ([KeyOutput(tuple(closed))] if closed else []), StatefulBatchLogic.RETAIN
         late = st.watermark.observe(times, now)
         n_late = int(np.count_nonzero(late))
         records: list[SinkRecord] = []
@@ -211,6 +215,7 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, bytes]):
             temperature, humidity, pressure = readings[:, newest].tolist()
             st.latest = (int(times[newest]), temperature, humidity, pressure)
             records.append(self._latest())
+        st.watermark.caught_up(values[-1].at_end, now)
         records.extend(self._close(st.watermark.value_ms))
         return [KeyOutput(tuple(records), late_count)], StatefulBatchLogic.RETAIN
 
@@ -365,7 +370,7 @@ class ActivityLogic(StatefulBatchLogic[ActivityBlock, KeyOutput, bytes]):
         pages: dict[str, int] = {}
         n_late = 0
         for b in values:
-            update = self.state.add(b.partition, b.times, b.types, b.amounts, b.users, b.pages, now)
+            update = self.state.add(b.partition, b.times, b.types, b.amounts, b.users, b.pages, now, b.at_end)
             n_late += update.late
             pages.update(update.pages)
         records: list[SinkRecord] = [PageTotal(page, total) for page, total in pages.items()]

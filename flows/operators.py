@@ -2,7 +2,7 @@
 
 Shapes (``Keyed[X]`` is a stream of ``(key, X)``)::
 
-    decode            Stream[KafkaSourceMessage] -> iot: Keyed[IotBlock] (by device)
+    decode            Stream[KafkaBatch]         -> iot: Keyed[IotBlock] (by device)
                                                     activity: Keyed[ActivityBlock] (one key)
                                                     dead_letters: Stream[DeadLetter]
                                                     counts: Stream[CounterDelta]
@@ -85,7 +85,7 @@ def _explode(decoder: Decoder, batch: list[Any]) -> list[tuple[int, Any]]:
 
 @operator
 def decode(step_id: str, up: Stream[Any], decoder: Decoder) -> DecodeOut:
-    """Decode and validate raw messages of both topics, batch-wise; failures become dead letters."""
+    """Decode and validate raw Kafka batches of both topics; failures become dead letters."""
     tagged = op.flat_map_batch("decode_batch", up, lambda batch: _explode(decoder, batch))
     return DecodeOut(
         iot=op.filter_map("iot_blocks", tagged, lambda t: t[1] if t[0] == _IOT else None),

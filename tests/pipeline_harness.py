@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-from bytewax.connectors.kafka import KafkaSourceMessage
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,6 +34,7 @@ from sinks.layout import Layout, decode_stats
 from sources.activity import ActivityConfig, ActivitySimulator
 from sources.clock import simulated_times
 from sources.iot import IotConfig, IotSimulator
+from tests.kafka_batches import RawMessage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,8 +140,8 @@ def produce(bootstrap: str, topic: str, pairs: Iterable[tuple[bytes | None, byte
     return delivered
 
 
-def consume_all(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[KafkaSourceMessage]:
-    """Every message of `topic`, as the flow's source sees them (per partition, in offset order)."""
+def consume_all(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[RawMessage]:
+    """Every message of `topic`, per partition in offset order (`as_batches` makes input items of them)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -153,7 +153,7 @@ def consume_all(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Kaf
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-        out: list[KafkaSourceMessage] = []
+        out: list[RawMessage] = []
         at_end: set[int] = set()
         deadline = time.monotonic() + timeout_s
         while len(at_end) < len(parts) and time.monotonic() < deadline:
@@ -163,17 +163,7 @@ def consume_all(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Kaf
                     assert err.code() == KafkaError._PARTITION_EOF, err
                     at_end.add(msg.partition())
                     continue
-                out.append(
-                    KafkaSourceMessage(
-                        key=msg.key(),
-                        value=msg.value(),
-                        topic=msg.topic(),
-                        headers=msg.headers() or [],
-                        offset=msg.offset(),
-                        partition=msg.partition(),
-                        timestamp=msg.timestamp(),
-                    )
-                )
+                out.append(RawMessage(topic, msg.partition(), msg.offset(), msg.key(), msg.value()))
         assert len(at_end) == len(parts), f"did not reach the end of {topic} in {timeout_s}s"
         return out
     finally:

@@ -26,6 +26,7 @@ from infra.settings import LocalInfraSettings
 from sinks.layout import Layout, decode_stats, decode_window_stats
 from sinks.redis_sink import RedisSink
 from sources.models import DeadLetter, Metric, SensorReading
+from tests.kafka_batches import as_batches
 from tests.pipeline_harness import (
     PipelineTopics,
     committed_epoch,
@@ -34,6 +35,7 @@ from tests.pipeline_harness import (
     events_in,
     free_port,
     init_recovery,
+    kill_after,
     make_topics,
     metric_total,
     produce,
@@ -103,10 +105,8 @@ def _reference(topics: PipelineTopics, prefix: str) -> tuple[dict[str, object], 
         redis_prefix=prefix,
     )
     dead: list[DeadLetter] = []
-    # Batches of 100 (the content does not depend on batching): one message per batch made this run
-    # take minutes on a busy machine, and the flow's idle timers (wall clock) close windows meanwhile.
     run_main(
-        build_flow(settings, TestingSource(messages, batch_size=100), RedisSink(settings), TestingSink(dead))
+        build_flow(settings, TestingSource(as_batches(messages)), RedisSink(settings), TestingSink(dead))
     )
     return redis_content(redis.Redis.from_url(topics.redis_url), prefix), dead
 
@@ -278,7 +278,7 @@ def test_a_flow_killed_while_redis_is_down_writes_its_buffered_results_after_the
         init_recovery(recovery)
         procs = start_flow(env, recovery=recovery)
         deadline = time.monotonic() + 60
-        while _events_in(flaky, topics.prefix) == 0:
+        while events_in(flaky, topics.prefix) == 0:
             assert procs[0].poll() is None, "the flow ended before Redis could be stopped"
             assert time.monotonic() < deadline, "the flow wrote nothing to Redis"
             time.sleep(0.02)

@@ -44,6 +44,9 @@ EXEMPT = {
     ("infra/local.py", "_kafka_ready.probe"),
     # Takes its config injected: ProducerSettings.producer_config, checked below to carry SASL.
     ("sources/producer.py", "EventProducer.__init__"),
+    # Take their config injected: flows.dataflow.kafka_source builds it from kafka_client_config (below).
+    ("flows/kafka_input.py", "KafkaPartitionReader.__init__"),
+    ("flows/kafka_input.py", "KafkaInput.list_parts"),
 }
 
 SECURE = {
@@ -193,3 +196,22 @@ def test_producer_settings_config_carries_the_security_settings():
     assert conf["security.protocol"] == "SASL_SSL"
     assert conf["sasl.mechanism"] == "SCRAM-SHA-512"
     assert (conf["sasl.username"], conf["sasl.password"]) == ("pipeline", "s3cret-pw")
+
+
+def test_the_flows_kafka_input_consumers_carry_the_security_settings(monkeypatch: pytest.MonkeyPatch):
+    import flows.kafka_input
+    from flows.dataflow import kafka_source
+    from flows.settings import FlowSettings
+
+    configs: list[dict] = []
+
+    def recording(conf: dict) -> Consumer:
+        configs.append(dict(conf))
+        return Consumer(conf)
+
+    monkeypatch.setattr(flows.kafka_input, "Consumer", recording)
+    settings = FlowSettings(**SECURE, kafka_bootstrap_servers="127.0.0.1:1")  # type: ignore[arg-type]
+    kafka_source(settings).build_part("read_kafka", f"0-{settings.iot_topic}", None).close()
+    expected = settings.kafka_client_config()
+    [conf] = configs
+    assert {k: conf[k] for k in expected} == expected

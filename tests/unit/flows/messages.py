@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from bytewax.connectors.kafka import KafkaSourceMessage
-
 from sources.models import ActivityEvent, EventType, SensorReading
+from tests.kafka_batches import RawMessage, as_batches
+
+__all__ = ["ACTIVITY", "IOT", "activity_event", "activity_message", "as_batches", "iot_message", "reading"]
 
 IOT = "iot.readings"
 ACTIVITY = "activity.events"
@@ -18,8 +19,8 @@ def reading(device: str, t: int, temperature: float, humidity: float, pressure: 
 
 def iot_message(
     value: bytes | None, offset: int = 0, partition: int = 0, key: bytes | None = b"k"
-) -> KafkaSourceMessage:
-    return KafkaSourceMessage(key=key, value=value, topic=IOT, partition=partition, offset=offset)
+) -> RawMessage:
+    return RawMessage(IOT, partition, offset, key, value)
 
 
 def activity_event(
@@ -36,5 +37,5 @@ def activity_event(
     ).to_json()
 
 
-def activity_message(value: bytes | None, offset: int = 0, partition: int = 0) -> KafkaSourceMessage:
-    return KafkaSourceMessage(key=b"u", value=value, topic=ACTIVITY, partition=partition, offset=offset)
+def activity_message(value: bytes | None, offset: int = 0, partition: int = 0) -> RawMessage:
+    return RawMessage(ACTIVITY, partition, offset, b"u", value)

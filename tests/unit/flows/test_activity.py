@@ -112,14 +112,46 @@ def test_no_window_closes_before_every_expected_partition_has_been_heard_from():
     assert closed.start_ms == T0 and closed.counts[EventType.CLICK] == 2
 
 
-def test_a_silent_partition_holds_windows_only_for_the_allowed_lateness():
+def _at_end(acts, partition, now=0, at_end=True):
+    """The partition's word without events (an empty block)."""
+    empty = np.zeros(0, dtype=np.int64)
+    return acts.add(partition, empty, empty.astype(np.int8), empty.astype(np.float64), (), (), now, at_end)
+
+
+def test_a_silent_partition_holds_windows_until_it_reports_its_end():
     acts = ActivityWindows(length_ms=10_000, lateness_ms=1_000, expected_partitions=3)
     _add(
         acts, 0, [(T0 + 1_000, EventType.CLICK, 0.0, "u", "/"), (T0 + 60_000, EventType.CLICK, 0.0, "u", "/")]
     )
-    assert acts.close(now_ms=999) == []
-    assert [s.start_ms for s in acts.close(now_ms=1_000)] == [T0]
-    assert acts.next_close_due_ms() is not None
+    # However long the clock runs: partitions 1 and 2 may be on a worker that has not started yet.
+    assert acts.close(now_ms=3_600_000) == [] and acts.next_close_due_ms() is None
+    _at_end(acts, 1, now=3_600_000)
+    assert acts.close(now_ms=3_600_000) == []
+    _at_end(acts, 2, now=3_600_000)  # empty and at their end: they hold nothing back
+    # Partition 0 has been at its end (and idle) for an hour.
+    assert [s.start_ms for s in acts.close(now_ms=3_600_000)] == [T0, T0 + 60_000]
+
+
+def test_a_partition_behind_its_end_holds_windows_however_long_the_clock_runs():
+    acts = ActivityWindows(length_ms=10_000, lateness_ms=1_000, expected_partitions=2)
+    _add(acts, 0, [(T0 + 60_000, EventType.CLICK, 0.0, "u", "/")], now=0)
+    acts.add(
+        1,
+        np.array([T0 + 1_000], dtype=np.int64),
+        np.array([EVENT_TYPES.index(EventType.CLICK)], dtype=np.int8),
+        np.zeros(1),
+        ("v",),
+        ("/",),
+        0,
+        False,  # partition 1 has a backlog: its next events are on the way
+    )
+    assert acts.close(now_ms=3_600_000) == [] and acts.next_close_due_ms() is None
+    update = _add(acts, 1, [(T0 + 1_500, EventType.CLICK, 0.0, "v", "/")], now=3_600_000)
+    assert update.late == 0, "an on-time event of a slow partition is not late"
+    _at_end(acts, 1, now=3_600_000)
+    assert acts.close(now_ms=3_600_000) == []  # idle time starts now
+    [window, *_] = acts.close(now_ms=3_600_000 + 70_000)
+    assert (window.start_ms, window.counts[EventType.CLICK]) == (T0, 2)
 
 
 def test_stragglers_of_an_emitted_window_are_late_not_a_second_partial_window():
@@ -138,7 +170,8 @@ def test_stragglers_of_an_emitted_window_are_late_not_a_second_partial_window():
 def test_a_snapshot_without_the_partition_fields_still_restores():
     acts = ActivityWindows(length_ms=10_000, lateness_ms=1_000)
     state = acts.__getstate__()
-    for name in ("expected_partitions", "first_seen_ms", "closed_below_ms"):
+    state["first_seen_ms"] = None  # a field that no longer exists
+    for name in ("expected_partitions", "closed_below_ms"):
         del state[name]
     restored = ActivityWindows.__new__(ActivityWindows)
     restored.__setstate__(state)

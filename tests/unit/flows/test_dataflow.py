@@ -31,7 +31,7 @@ from sinks.records import (
 )
 from sinks.redis_sink import RedisSink
 from sources.models import DeadLetter, SensorReading
-from tests.unit.flows.messages import activity_event, activity_message, iot_message, reading
+from tests.unit.flows.messages import activity_event, activity_message, as_batches, iot_message, reading
 from tests.unit.flows.reference import late_flags, window_aggregates, zscore_reference
 
 T0 = 1_750_000_000_000
@@ -119,7 +119,7 @@ def _run(msgs: list[Any], workers: int = 1, batch_size: int = 250) -> tuple[list
     dlq: list[DeadLetter] = []
     flow = build_flow(
         FlowSettings(**SETTINGS),  # type: ignore[arg-type]
-        TestingSource(msgs, batch_size=batch_size),
+        TestingSource(as_batches(msgs, batch_size)),
         TestingSink(out),
         TestingSink(dlq),
         clock=ManualClock(NOW),
@@ -318,7 +318,7 @@ def test_an_aborted_run_resumed_from_its_snapshots_ends_like_an_uninterrupted_on
         runs.append([])
         flow = build_flow(
             FlowSettings(**SETTINGS),  # type: ignore[arg-type]
-            TestingSource(msgs, batch_size=250),
+            TestingSource(as_batches(msgs, 250)),
             TestingSink(runs[-1]),
             TestingSink(dlq),
             clock=ManualClock(NOW),

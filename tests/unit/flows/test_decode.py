@@ -4,15 +4,24 @@ from typing import Annotated
 
 import numpy as np
 import pytest
-from bytewax.connectors.kafka import KafkaSourceMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import Field, ValidationError, field_validator
 
 from flows.clock import ManualClock
 from flows.decode import EVENT_TYPES, Decoder, _fast_path, type_code
+from flows.kafka_input import ConsumerFault, KafkaBatch
 from sources.models import EventType, SensorReading
-from tests.unit.flows.messages import ACTIVITY, IOT, activity_event, activity_message, iot_message, reading
+from tests.kafka_batches import RawMessage
+from tests.unit.flows.messages import (
+    ACTIVITY,
+    IOT,
+    activity_event,
+    activity_message,
+    as_batches,
+    iot_message,
+    reading,
+)
 
 NOW = 1_750_000_000_000
 
@@ -29,7 +38,7 @@ def test_valid_readings_become_one_block_per_device_in_arrival_order():
         iot_message(reading("b", NOW - 2000, 21.0, 51.0, 1001.0), 1),
         iot_message(reading("a", NOW - 4000, 22.0, 52.0, 1002.0), 2),
     ]
-    out = _decoder().decode(msgs)
+    out = _decoder().decode(as_batches(msgs))
     blocks = {b.device_id: b for b in out.iot}
     assert blocks["a"].times.tolist() == [NOW - 3000, NOW - 4000]
     assert blocks["a"].values.tolist() == [[20.0, 22.0], [50.0, 52.0], [1000.0, 1002.0]]
@@ -40,8 +49,8 @@ def test_valid_readings_become_one_block_per_device_in_arrival_order():
 def test_the_fast_path_agrees_with_the_model_on_a_warm_cache():
     good = reading("dev-1", NOW - 1, 20.5, 40.0, 990.0)
     decoder = _decoder()
-    decoder.decode([iot_message(good)])
-    out = decoder.decode([iot_message(good), iot_message(good.replace(b"20.5", b"20"))])
+    decoder.decode(as_batches([iot_message(good)]))
+    out = decoder.decode(as_batches([iot_message(good), iot_message(good.replace(b"20.5", b"20"))]))
     assert out.iot[0].values[0].tolist() == [20.5, 20.0]
 
 
@@ -87,7 +96,7 @@ def test_bad_readings_become_dead_letters_with_their_context(name):
     value = BAD_READINGS[name]
     good = reading("d", NOW - 10, 20.0, 50.0, 1000.0)
     msgs = [iot_message(good, 0), iot_message(value, 41, partition=2, key=b"dk"), iot_message(good, 42)]
-    out = _decoder().decode(msgs)
+    out = _decoder().decode(as_batches(msgs))
     [dead] = out.dead
     assert dead.original_value() == value
     assert (dead.topic, dead.partition, dead.offset, dead.original_key()) == (IOT, 2, 41, b"dk")
@@ -97,12 +106,12 @@ def test_bad_readings_become_dead_letters_with_their_context(name):
 
 
 def test_unparseable_bytes_fail_at_decode_and_wrong_content_at_validate():
-    out = _decoder().decode([iot_message(b"{oops", 0), iot_message(b'{"device_id":"d"}', 1)])
+    out = _decoder().decode(as_batches([iot_message(b"{oops", 0), iot_message(b'{"device_id":"d"}', 1)]))
     assert [d.stage for d in out.dead] == ["decode", "validate"]
 
 
 def test_a_tombstone_is_a_dead_letter():
-    [dead] = _decoder().decode([iot_message(None, 7)]).dead
+    [dead] = _decoder().decode(as_batches([iot_message(None, 7)])).dead
     assert (dead.payload, dead.stage, dead.error_type) == (None, "decode", "EmptyMessageError")
 
 
@@ -111,15 +120,15 @@ def test_events_from_too_far_in_the_future_are_dead_letters():
         iot_message(reading("d", NOW + 300_000, 1.0, 1.0, 1000.0), 0),
         iot_message(reading("d", NOW + 300_001, 1.0, 1.0, 1000.0), 1),
     ]
-    out = _decoder(max_future_ms=300_000).decode(msgs)
+    out = _decoder(max_future_ms=300_000).decode(as_batches(msgs))
     assert [d.offset for d in out.dead] == [1]
     assert out.dead[0].error_type == "FutureEventError"
     assert out.iot[0].times.tolist() == [NOW + 300_000]
 
 
 def test_a_message_from_another_topic_is_a_dead_letter():
-    msg = KafkaSourceMessage(key=None, value=b"{}", topic="elsewhere", partition=0, offset=3)
-    [dead] = _decoder().decode([msg]).dead
+    msg = RawMessage("elsewhere", 0, 3, None, b"{}")
+    [dead] = _decoder().decode(as_batches([msg])).dead
     assert (dead.stage, dead.topic, dead.error_type) == ("route", "elsewhere", "UnknownTopicError")
 
 
@@ -130,7 +139,7 @@ def test_activity_events_are_grouped_by_partition_in_order():
         activity_message(activity_event(3, "u1", EventType.CLICK, "/a", NOW - 7), 1, partition=1),
         activity_message(b'{"type":"purchase"}', 2, partition=1),
     ]
-    out = _decoder().decode(msgs)
+    out = _decoder().decode(as_batches(msgs))
     blocks = {b.partition: b for b in out.activity}
     assert blocks[1].times.tolist() == [NOW - 5, NOW - 7]
     assert blocks[1].types.tolist() == [type_code(EventType.PAGE_VIEW), type_code(EventType.CLICK)]
@@ -227,8 +236,8 @@ def _reading_like(draw):
 @given(st.lists(_reading_like(), min_size=1, max_size=12))
 def test_the_decoder_accepts_exactly_what_the_model_accepts(values):
     decoder = _decoder(max_future_ms=10**13)
-    decoder.decode([iot_message(reading("dev-3", NOW - 5, 1.0, 1.0, 1000.0))])  # a warm id cache
-    out = decoder.decode([iot_message(v, i) for i, v in enumerate(values)])
+    decoder.decode(as_batches([iot_message(reading("dev-3", NOW - 5, 1.0, 1.0, 1000.0))]))  # a warm id cache
+    out = decoder.decode(as_batches([iot_message(v, i) for i, v in enumerate(values)]))
     expected = []
     for v in values:
         try:
@@ -246,7 +255,7 @@ def test_the_decoder_accepts_exactly_what_the_model_accepts(values):
 
 def test_many_new_devices_in_one_batch_take_the_fast_path():
     values = [reading(f"dev-{i}", NOW - i, 20.0, 50.0, 1000.0) for i in range(300)]
-    out = _decoder().decode([iot_message(v, i) for i, v in enumerate(values)])
+    out = _decoder().decode(as_batches([iot_message(v, i) for i, v in enumerate(values)]))
     assert len(out.iot) == 300 and not out.dead
     assert {b.device_id for b in out.iot} == {f"dev-{i}" for i in range(300)}
     assert np.concatenate([b.times for b in out.iot]).size == 300
@@ -266,3 +275,59 @@ def test_the_fast_path_is_on_for_the_wire_model_and_off_for_rules_it_does_not_kn
 
     assert _fast_path(Validated) is None
     assert _fast_path(Constrained) is None
+
+
+def _batch(topic, partition, values, at_end, first_offset=0):
+    return KafkaBatch(
+        topic=topic,
+        partition=partition,
+        values=list(values),
+        keys=[b"k"] * len(values),
+        offsets=list(range(first_offset, first_offset + len(values))),
+        at_end=at_end,
+    )
+
+
+def test_blocks_carry_their_partition_end_and_silent_devices_hear_when_it_is_reached():
+    decoder = _decoder()
+    a, b = (reading(d, NOW - 9_000, 20.0, 50.0, 1000.0) for d in ("a", "b"))
+    first = decoder.decode([_batch(IOT, 0, [a, b], at_end=False)])
+    assert {(x.device_id, x.at_end) for x in first.iot} == {("a", False), ("b", False)}
+    # The partition's end is reached with a batch holding only "a": "b" gets an empty block saying so.
+    second = decoder.decode([_batch(IOT, 0, [a], at_end=True, first_offset=2)])
+    assert sorted((x.device_id, x.times.size, x.at_end) for x in second.iot) == [
+        ("a", 1, True),
+        ("b", 0, True),
+    ]
+    assert second.events_in == 1
+    # Told once: the next end of the partition needs no markers; other partitions are apart.
+    assert decoder.decode([_batch(IOT, 0, [], at_end=True, first_offset=3)]).iot == []
+    assert decoder.decode([_batch(IOT, 1, [], at_end=True)]).iot == []
+
+
+def test_every_activity_batch_gives_one_block_even_without_events():
+    out = _decoder().decode(
+        [_batch(ACTIVITY, 2, [], at_end=True), _batch(ACTIVITY, 1, [b"{}"], at_end=False)]
+    )
+    assert [(x.partition, x.times.size, x.at_end) for x in out.activity] == [(2, 0, True), (1, 0, False)]
+    assert [(d.partition, d.offset, d.stage) for d in out.dead] == [(1, 0, "validate")]
+
+
+def test_consumer_errors_are_dead_letters_with_their_partition():
+    batch = KafkaBatch(
+        topic=IOT,
+        partition=2,
+        values=[],
+        keys=[],
+        offsets=[],
+        at_end=False,
+        faults=(ConsumerFault("Broker: Offset out of range", offset=17),),
+    )
+    [dead] = _decoder().decode([batch]).dead
+    assert (dead.stage, dead.topic, dead.partition, dead.offset, dead.error_type) == (
+        "consume",
+        IOT,
+        2,
+        17,
+        "ConsumerError",
+    )

@@ -12,7 +12,7 @@ from flows.logic import ActivityLogic, CounterDelta, CountersLogic, DeviceLogic,
 from flows.settings import FlowSettings
 from sinks.records import ActivityWindow, PipelineCounters, WindowStats
 from sources.models import SensorReading
-from tests.unit.flows.messages import iot_message, reading
+from tests.unit.flows.messages import as_batches, iot_message, reading
 
 T0 = 1_750_000_000_000
 
@@ -47,6 +47,37 @@ def test_an_idle_device_closes_its_windows_when_the_clock_says_so():
     # The tumbling window and the sliding one ending with it, for each metric.
     assert {(r.window, r.start_ms) for r in closed} == {("10s", T0), ("60s", T0 - 50_000)}
     assert len(closed) == 6 and all(r.count == 2 for r in closed)
+
+
+def test_a_device_whose_partition_is_behind_closes_nothing_by_the_clock_until_it_hears_the_end():
+    clock = ManualClock(5_000_000)
+    logic = _device(clock, allowed_lateness_s=2.0)
+    behind = _block("d", [T0 + 1_000, T0 + 4_000])
+    logic.on_batch([IotBlock(behind.device_id, behind.times, behind.values, at_end=False)])
+    clock.advance(3_600_000)  # its worker is starved: the backlog's next block is on the way
+    assert logic.on_notify()[0] == [] and logic.notify_at() is None
+    out, _ = logic.on_batch([_block("d", [T0 + 2_500])])  # on time, and now at the partition's end
+    assert out[0].late is None
+    assert not any(isinstance(r, WindowStats) for r in _records(out))
+    clock.advance(8_000)
+    closed = [r for r in _records(logic.on_notify()[0]) if isinstance(r, WindowStats)]
+    assert {(r.window, r.start_ms, r.count) for r in closed} == {("10s", T0, 3), ("60s", T0 - 50_000, 3)}
+
+
+def test_an_empty_block_is_the_partition_s_word_on_its_end():
+    clock = ManualClock(0)
+    logic = _device(clock, allowed_lateness_s=0.0)
+    behind = _block("d", [T0 + 1_000])
+    logic.on_batch([IotBlock("d", behind.times, behind.values, at_end=False)])
+    clock.advance(60_000)
+    assert logic.on_notify()[0] == []
+    empty = IotBlock("d", np.zeros(0, dtype=np.int64), np.zeros((3, 0)), at_end=True)
+    assert logic.on_batch([empty])[0] == []  # idle time counts from here
+    clock.advance(9_000)
+    assert {r.start_ms for r in _records(logic.on_notify()[0]) if isinstance(r, WindowStats)} == {
+        T0,
+        T0 - 50_000,
+    }
 
 
 def test_nothing_due_means_a_wake_up_in_the_future_not_a_busy_loop():
@@ -150,7 +181,9 @@ def test_the_runtime_wakes_an_idle_device_without_spinning():
         iot_message(reading("b", T0 + 2_500, 20.0, 50.0, 1000.0), 2),
     ]
     out: list = []
-    flow = build_flow(settings, TestingSource(msgs), TestingSink(out), TestingSink([]), clock=clock)
+    flow = build_flow(
+        settings, TestingSource(as_batches(msgs)), TestingSink(out), TestingSink([]), clock=clock
+    )
     wall, cpu = time.perf_counter(), time.process_time()
     run_main(flow)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

@@ -32,6 +32,7 @@ def test_event_exactly_at_the_watermark_is_on_time():
 def test_idle_time_advances_the_watermark_and_new_events_restart_it():
     wm = Watermark(5000)
     wm.observe(np.array([100_000], dtype=np.int64), now_ms=1_000)
+    wm.caught_up(True, 1_000)
     assert wm.tick(1_000) == 95_000
     assert wm.tick(4_000) == 98_000  # idle for 3 s
     assert wm.due_at_ms(110_000) == 1_000 + 15_000
@@ -43,6 +44,7 @@ def test_idle_time_advances_the_watermark_and_new_events_restart_it():
 def test_watermark_never_moves_back_when_the_clock_does():
     wm = Watermark(0)
     wm.observe(np.array([50], dtype=np.int64), now_ms=100)
+    wm.caught_up(True, 100)
     assert wm.tick(200) == 150
     assert wm.tick(120) == 150
 
@@ -50,6 +52,7 @@ def test_watermark_never_moves_back_when_the_clock_does():
 def test_resume_does_not_count_downtime_as_idle():
     wm = Watermark(1000)
     wm.observe(np.array([10_000], dtype=np.int64), now_ms=0)
+    wm.caught_up(True, 0)
     restored = pickle.loads(pickle.dumps(wm))
     restored.resume(3_600_000)  # restarted an hour later
     assert restored.tick(3_600_000) == 9_000
@@ -60,3 +63,38 @@ def test_no_events_means_no_watermark_and_no_due_time():
     wm = Watermark(1000)
     assert wm.tick(10**12) < -(10**18)
     assert wm.due_at_ms(5) is None
+
+
+def test_a_stream_whose_partition_is_behind_does_not_advance_with_the_clock():
+    # A busy worker delivers this partition's backlog late: silence is not idleness.
+    wm = Watermark(1000)
+    wm.observe(np.array([10_000], dtype=np.int64), now_ms=0)
+    wm.caught_up(False, 0)
+    assert wm.tick(3_600_000) == 9_000
+    assert wm.due_at_ms(20_000) is None
+    assert wm.observe(np.array([9_100], dtype=np.int64), 3_600_000).tolist() == [False]
+
+
+def test_idle_time_counts_from_when_the_partition_reached_its_end():
+    wm = Watermark(1000)
+    wm.observe(np.array([10_000], dtype=np.int64), now_ms=0)
+    wm.caught_up(False, 0)
+    wm.caught_up(True, 5_000)  # the backlog was worked off 5 s later
+    assert wm.tick(5_000) == 9_000
+    assert wm.due_at_ms(12_000) == 5_000 + 3_000
+    assert wm.tick(6_000) == 10_000
+    wm.caught_up(True, 7_000)  # still at the end: the idle time goes on
+    assert wm.tick(8_000) == 12_000
+    wm.caught_up(False, 8_000)  # new backlog: idle time stops, the watermark stays
+    assert wm.tick(60_000) == 12_000
+
+
+def test_the_caught_up_flag_is_kept_in_snapshots_and_old_snapshots_stay_idle_driven():
+    wm = Watermark(1000)
+    wm.observe(np.array([10_000], dtype=np.int64), now_ms=0)
+    assert pickle.loads(pickle.dumps(wm)).caught_up_ms is None
+    wm.caught_up(True, 50)
+    assert pickle.loads(pickle.dumps(wm)).caught_up_ms == 50
+    old = Watermark.__new__(Watermark)
+    old.__setstate__((1000, 10_000, 0, 9_000))  # a snapshot from before the flag
+    assert old.tick(2_000) == 11_000
