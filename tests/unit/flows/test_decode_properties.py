@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 
-from bytewax.connectors.kafka import KafkaSourceMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -20,6 +19,7 @@ from flows.clock import ManualClock
 from flows.decode import Decoder
 from sources.models import ActivityEvent, SensorReading
 from tests.hostile import CASES, Topic, good_message
+from tests.kafka_batches import RawMessage, as_batches
 from tests.unit.flows.messages import ACTIVITY, IOT
 
 NOW = 1_750_000_000_000
@@ -91,11 +91,11 @@ def _accepted(topic: str, value: bytes | None) -> bool:
 @given(batch=batches())
 def test_every_message_becomes_a_record_or_a_dead_letter_with_its_context(batch):
     msgs = [
-        KafkaSourceMessage(key=key, value=value, topic=topic, partition=i % 3, offset=i)
+        RawMessage(topic=topic, partition=i % 3, offset=i, key=key, value=value)
         for i, (topic, key, value) in enumerate(batch)
     ]
     decoder = Decoder(iot_topic=IOT, activity_topic=ACTIVITY, max_future_ms=10**13, clock=ManualClock(NOW))
-    out = decoder.decode(msgs)  # must not raise, whatever the batch holds
+    out = decoder.decode(as_batches(msgs))  # must not raise, whatever the batch holds
 
     decoded = sum(b.times.shape[0] for b in out.iot) + sum(b.times.shape[0] for b in out.activity)
     assert out.events_in == len(msgs)

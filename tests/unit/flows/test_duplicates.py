@@ -13,6 +13,7 @@ from flows.clock import ManualClock
 from flows.dataflow import build_flow
 from flows.settings import FlowSettings
 from sinks.records import Metric, WindowStats
+from tests.kafka_batches import as_batches
 from tests.unit.flows.messages import iot_message, reading
 
 T0 = 1_750_000_000_000
@@ -22,7 +23,7 @@ def _windows(values: list[bytes]) -> dict[int, WindowStats]:
     out: list[object] = []
     flow = build_flow(
         FlowSettings(),
-        TestingSource([iot_message(v, i) for i, v in enumerate(values)]),
+        TestingSource(as_batches([iot_message(v, i) for i, v in enumerate(values)])),
         TestingSink(out),
         TestingSink([]),
         clock=ManualClock(T0 + 3_600_000),
