@@ -80,9 +80,12 @@ class Watermark:
         """Take a batch of event times (int64 ms, arrival order); return which were late.
 
         Each event is judged against the watermark just before it, as if the
-        events had come one at a time.
+        events had come one at a time. Idle time not yet taken by a `tick` does
+        not count against them: events arriving now prove the stream was not idle
+        but the flow was busy or stalled (a blocked sink, a restart), and Bytewax
+        hands a step its new items before its due notifications.
         """
-        watermark = self.tick(now_ms)
+        watermark = self.value_ms
         if times.shape[0] == 0:
             return np.zeros(0, dtype=bool)
         newest = np.maximum.accumulate(times)

@@ -37,8 +37,23 @@ def test_idle_time_advances_the_watermark_and_new_events_restart_it():
     assert wm.tick(4_000) == 98_000  # idle for 3 s
     assert wm.due_at_ms(110_000) == 1_000 + 15_000
     wm.observe(np.array([101_000], dtype=np.int64), now_ms=4_500)
-    assert wm.value_ms == 98_500  # never goes back, event time took over
-    assert wm.tick(4_500) == 98_500
+    assert wm.value_ms == 98_000  # never goes back; the event restarts the idle timer
+    assert wm.tick(4_500) == 98_000
+    assert wm.tick(7_500) == 99_000  # 101 s - 5 s lateness + 3 s idle
+
+
+def test_events_after_a_stall_are_judged_without_the_idle_time_the_stall_accrued():
+    # The partition was read to its end, then the worker stalled (a blocked sink, a restart)
+    # for 60 s while its device kept sending: the backlog is not late, the key was not idle.
+    wm = Watermark(5000)
+    wm.observe(np.array([100_000], dtype=np.int64), now_ms=1_000)
+    wm.caught_up(True, 1_000)
+    backlog = np.arange(101_000, 161_000, 1_000, dtype=np.int64)
+    assert not wm.observe(backlog, now_ms=61_000).any()
+    # What a notification already took is kept: an event behind it is late.
+    wm.caught_up(True, 61_000)
+    assert wm.tick(71_000) == 165_000
+    assert wm.observe(np.array([164_000, 170_000], dtype=np.int64), now_ms=71_000).tolist() == [True, False]
 
 
 def test_watermark_never_moves_back_when_the_clock_does():
