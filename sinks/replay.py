@@ -3,13 +3,14 @@
 ``python -m sinks.dlq replay`` sends a dead letter's original key and value back to
 its source topic with one extra Kafka header, ``x-dlq-replayed-from``, whose value
 names the dead letter it came from (``<dlq topic>:<partition>:<offset>``). If that
-message fails again, the dataflow's DLQ step copies the marker onto the new dead
-letter's Kafka headers (`dead_letter_headers`), and the tool refuses to replay it
-once more: a fix that did not work sends a message back to the DLQ once, never
-round and round.
+message fails again, its new dead letter points at it (topic, partition, offset), and
+the tool reads the failed message's own headers there and refuses to replay it once
+more: a fix that did not work sends a message back to the DLQ once, never round and
+round. (The dead letter's Kafka record does not copy the marker: the flow's input
+does not carry headers, so the check needs the failed message still in its topic.)
 
-Headers are what confluent-kafka's ``Message.headers()`` and Bytewax's
-``KafkaSourceMessage.headers`` hold: a sequence of ``(name, value)`` pairs (or None).
+Headers are what confluent-kafka's ``Message.headers()`` holds: a sequence of
+``(name, value)`` pairs (or None).
 """
 
 from __future__ import annotations
@@ -68,13 +69,3 @@ def replayed_from(headers: Headers) -> str | None:
                 return ""
             return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return None
-
-
-def dead_letter_headers(headers: Headers) -> list[tuple[str, bytes]]:
-    """Headers for the dead letter of a message with `headers`: its replay marker, if any.
-
-    The dataflow's DLQ step puts these on the dead letter's Kafka record, so the
-    tooling sees that the message already was a replay and does not replay it again.
-    """
-    origin = replayed_from(headers)
-    return [] if origin is None else [(REPLAY_HEADER, origin.encode())]

@@ -1,10 +1,10 @@
-"""The replay marker is recognised on any header shape and carried onto a dead letter's headers."""
+"""The replay marker is recognised on any header shape."""
 
 from __future__ import annotations
 
 import pytest
 
-from sinks.replay import REPLAY_HEADER, DlqPosition, dead_letter_headers, replay_marker, replayed_from
+from sinks.replay import REPLAY_HEADER, DlqPosition, replay_marker, replayed_from
 
 
 def test_position_prints_and_parses_back():
@@ -28,7 +28,6 @@ def test_the_marker_names_the_dead_letter_it_was_replayed_from():
 @pytest.mark.parametrize("headers", [None, [], [("trace", b"x")], [("X-DLQ-Replayed-From-Not", b"1")]])
 def test_a_message_without_the_marker_is_not_a_replay(headers):
     assert replayed_from(headers) is None
-    assert dead_letter_headers(headers) == []
 
 
 def test_the_marker_is_recognised_with_text_empty_or_undecodable_values():
@@ -36,8 +35,3 @@ def test_the_marker_is_recognised_with_text_empty_or_undecodable_values():
     assert replayed_from([(REPLAY_HEADER, None)]) == ""
     assert replayed_from([(REPLAY_HEADER, b"\xff")]) == "\ufffd"
 
-
-def test_a_dead_letter_of_a_replay_carries_only_the_marker():
-    headers = [("traceparent", b"00-abc"), replay_marker(DlqPosition("dlq", 1, 5))]
-    assert dead_letter_headers(headers) == [(REPLAY_HEADER, b"dlq:1:5")]
-    assert replayed_from(dead_letter_headers(headers)) == "dlq:1:5"
