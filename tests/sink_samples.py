@@ -74,7 +74,8 @@ def live_batch(t: int, devices: int = 3, pages: int = 4) -> list[SinkRecord]:
     items: list[SinkRecord] = []
     for d in range(devices):
         device = f"dev-{d:03d}"
-        items.append(reading(device, t + d, temperature=20.0 + d + (t - T0) / 1e5))
+        # Within the model's bounds for any number of devices and batches.
+        items.append(reading(device, t + d, temperature=20.0 + d % 50 + (t - T0) / 1e5 % 50))
         for metric in Metric:
             items.append(window(device, metric, start, avg=20.0 + d))
             items.append(window(device, metric, start - 50_000, window_name="60s", size_ms=60_000))
