@@ -34,4 +34,3 @@ def test_the_marker_is_recognised_with_text_empty_or_undecodable_values():
     assert replayed_from([(REPLAY_HEADER, "dlq:0:1")]) == "dlq:0:1"
     assert replayed_from([(REPLAY_HEADER, None)]) == ""
     assert replayed_from([(REPLAY_HEADER, b"\xff")]) == "\ufffd"
-
