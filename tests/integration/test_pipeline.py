@@ -194,6 +194,31 @@ def test_a_flow_killed_twice_and_resumed_from_recovery_ends_like_an_uninterrupte
         delete_topics(kafka_admin, topics)
 
 
+def _preload_and_run_clean(
+    bootstrap: str, topics: PipelineTopics, redis_url: str, seed: int
+) -> dict[str, object]:
+    """Produce simulator traffic to `topics`, run the flow over it uninterrupted; its Redis content."""
+    readings, events = simulated_events(60_000, 5_000, START_MS, seed=seed)
+    produce(bootstrap, topics.iot, readings)
+    produce(bootstrap, topics.activity, events)
+    run_flow(topics.env(topics.prefix + "clean:"))
+    return redis_content(redis.Redis.from_url(redis_url), topics.prefix + "clean:")
+
+
+def _outage_env(topics: PipelineTopics, redis_url: str, **extra: str) -> dict[str, str]:
+    """The flow's env for a Redis outage: small batches, a breaker that trips and probes within seconds."""
+    return topics.env(
+        topics.prefix,
+        PIPELINE_REDIS_URL=redis_url,
+        PIPELINE_KAFKA_BATCH_SIZE="100",
+        PIPELINE_SINK_BREAKER_FAILURE_THRESHOLD="2",
+        PIPELINE_SINK_BREAKER_RESET_TIMEOUT_S="1",
+        PIPELINE_SINK_RETRIES="0",
+        PIPELINE_SINK_SOCKET_CONNECT_TIMEOUT_S="0.2",
+        **extra,
+    )
+
+
 def test_redis_down_for_longer_than_the_breaker_threshold_loses_nothing(
     kafka_bootstrap, kafka_admin, redis_url, tmp_path
 ):
@@ -201,24 +226,11 @@ def test_redis_down_for_longer_than_the_breaker_threshold_loses_nothing(
     local.start(own, "redis")
     topics = make_topics(kafka_admin, kafka_bootstrap, redis_url)
     try:
-        readings, events = simulated_events(60_000, 5_000, START_MS, seed=9)
-        produce(kafka_bootstrap, topics.iot, readings)
-        produce(kafka_bootstrap, topics.activity, events)
-        run_flow(topics.env(topics.prefix + "clean:"))
-        clean = redis_content(redis.Redis.from_url(redis_url), topics.prefix + "clean:")
+        clean = _preload_and_run_clean(kafka_bootstrap, topics, redis_url, seed=9)
 
         own_url = own.redis_url.get_secret_value()
         flaky = redis.Redis.from_url(own_url)
-        env = topics.env(
-            topics.prefix,
-            PIPELINE_REDIS_URL=own_url,
-            PIPELINE_KAFKA_BATCH_SIZE="100",
-            PIPELINE_SINK_BREAKER_FAILURE_THRESHOLD="2",
-            PIPELINE_SINK_BREAKER_RESET_TIMEOUT_S="1",
-            PIPELINE_SINK_RETRIES="0",
-            PIPELINE_SINK_SOCKET_CONNECT_TIMEOUT_S="0.2",
-            PIPELINE_SINK_CLOSE_TIMEOUT_S="60",
-        )
+        env = _outage_env(topics, own_url, PIPELINE_SINK_CLOSE_TIMEOUT_S="60")
         procs = start_flow(env)
         deadline = time.monotonic() + 60
         while events_in(flaky, topics.prefix) == 0 and time.monotonic() < deadline:
@@ -254,24 +266,15 @@ def test_a_flow_killed_while_redis_is_down_writes_its_buffered_results_after_the
     local.start(own, "redis")
     topics = make_topics(kafka_admin, kafka_bootstrap, redis_url)
     try:
-        readings, events = simulated_events(60_000, 5_000, START_MS, seed=13)
-        produce(kafka_bootstrap, topics.iot, readings)
-        produce(kafka_bootstrap, topics.activity, events)
-        run_flow(topics.env(topics.prefix + "clean:"))
-        clean = redis_content(redis.Redis.from_url(redis_url), topics.prefix + "clean:")
+        clean = _preload_and_run_clean(kafka_bootstrap, topics, redis_url, seed=13)
 
         own_url = own.redis_url.get_secret_value()
         flaky = redis.Redis.from_url(own_url)
         metrics_port = free_port()
-        env = topics.env(
-            topics.prefix,
-            PIPELINE_REDIS_URL=own_url,
-            PIPELINE_KAFKA_BATCH_SIZE="100",
+        env = _outage_env(
+            topics,
+            own_url,
             PIPELINE_FLOW_METRICS_PORT=str(metrics_port),
-            PIPELINE_SINK_BREAKER_FAILURE_THRESHOLD="2",
-            PIPELINE_SINK_BREAKER_RESET_TIMEOUT_S="1",
-            PIPELINE_SINK_RETRIES="0",
-            PIPELINE_SINK_SOCKET_CONNECT_TIMEOUT_S="0.2",
             PIPELINE_SINK_CLOSE_TIMEOUT_S="120",  # at the end of the input it waits for Redis: still alive
         )
         recovery = tmp_path / "recovery"
