@@ -448,6 +448,7 @@ class Running:
 def start_one(bench: Bench, argv: list[str], env: dict[str, str], tag: str, suite: Suite) -> Running:
     """Start one benchmark as a subprocess, echoing its output as it comes."""
     print(f"{tag} {bench.name}: {shlex.join(argv[1:])}", flush=True)
+    suite.begin(bench.name)
     started = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out: list[str] = []
@@ -504,29 +505,44 @@ class Suite:
     chosen: list[Bench]
     full: bool
     started: float = field(default_factory=time.perf_counter)
+    running: dict[str, float] = field(default_factory=dict)
+    """Name -> start time of the benchmarks running now."""
     finished: set[str] = field(default_factory=set)
 
     def expect(self, bench: Bench) -> float:
         """About how long `bench` takes on a quiet machine in this mode."""
         return bench.expect_s[1 if self.full else 0]
 
+    def timed(self, bench: Bench) -> bool:
+        """Whether `bench` adds to the suite's length (not when it runs beside another)."""
+        return bench.beside not in {b.name for b in self.chosen}
+
     def expected_total(self) -> float:
         """The chosen benchmarks' usual lengths, those run beside another left out."""
-        names = {b.name for b in self.chosen}
-        return sum(self.expect(b) for b in self.chosen if b.beside not in names)
+        return sum(self.expect(b) for b in self.chosen if self.timed(b))
+
+    def begin(self, name: str) -> None:
+        """Note that `name` started."""
+        self.running[name] = time.perf_counter()
 
     def done(self, name: str) -> None:
         """Note that `name` finished."""
+        self.running.pop(name, None)
         self.finished.add(name)
 
-    def status(self) -> str:
-        """``suite 2:10, about 1:05 left (quiet machine)``."""
-        names = {b.name for b in self.chosen}
-        left = sum(
-            self.expect(b) for b in self.chosen if b.name not in self.finished and b.beside not in names
+    def left(self) -> float:
+        """About how many seconds are left on a quiet machine (what runs now counts its remainder)."""
+        now = time.perf_counter()
+        return sum(
+            max(self.expect(b) - (now - self.running.get(b.name, now)), 0.0)
+            for b in self.chosen
+            if b.name not in self.finished and self.timed(b)
         )
+
+    def status(self) -> str:
+        """``suite 2:10, about 1:05 left on a quiet machine``."""
         elapsed = _clock(time.perf_counter() - self.started)
-        return f"suite {elapsed}, about {_clock(left)} left on a quiet machine"
+        return f"suite {elapsed}, about {_clock(self.left())} left on a quiet machine"
 
 
 def _clock(seconds: float) -> str:
@@ -540,9 +556,14 @@ def schedule(chosen: list[Bench]) -> list[tuple[Bench, Bench | None]]:
     return [(b, hosted.get(b.name)) for b in chosen if b.beside not in names]
 
 
-def run_suite(chosen: list[Bench], full: bool, env: dict[str, str], redis_url: str) -> list[dict[str, Any]]:
-    """Run the chosen benchmarks (each beside its host, if any); their results in the given order."""
-    suite = Suite(chosen, full)
+def run_suite(
+    chosen: list[Bench], full: bool, env: dict[str, str], redis_url: str, started: float
+) -> list[dict[str, Any]]:
+    """Run the chosen benchmarks (each beside its host, if any); their results in the given order.
+
+    `started` is when the suite started (perf_counter), services' start-up included.
+    """
+    suite = Suite(chosen, full, started)
     print(
         f"bench: {len(chosen)} benchmark(s), about {_clock(suite.expected_total())} on a quiet machine "
         "(longer under load)",
@@ -555,8 +576,8 @@ def run_suite(chosen: list[Bench], full: bool, env: dict[str, str], redis_url: s
         runs = [bench, guest] if guest is not None else [bench]
         if guest is not None:
             print(f"{tag} {guest.name} runs beside {bench.name} (its figures involve no timing)", flush=True)
-        started = [start_one(b, argv_of(b, full, redis_url), env, tag, suite) for b in runs]
-        for run in started:
+        running = [start_one(b, argv_of(b, full, redis_url), env, tag, suite) for b in runs]
+        for run in running:
             results[run.bench.name] = finish_one(run, tag, suite)
         if guest is not None:
             results[guest.name]["ran_beside"] = bench.name
@@ -660,7 +681,7 @@ def main() -> int:
         local.start(infra, started=started_services)
         services_s = time.perf_counter() - suite_started
         print(f"bench: services ready in {services_s:.1f} s", flush=True)
-        results = run_suite(chosen, args.full, env, redis_url)
+        results = run_suite(chosen, args.full, env, redis_url, suite_started)
     finally:
         for name in reversed(started_services):
             local.stop(infra, name)
