@@ -70,6 +70,8 @@ class Bench:
     """
     expect_s: tuple[float, float] = (0.0, 0.0)
     """About how long it takes on a quiet machine, quick and full (for the progress lines)."""
+    needs: tuple[str, ...] = ("redis", "kafka")
+    """The services it talks to (the suite starts only those its chosen benchmarks need)."""
 
 
 def _e2e_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str]]:
@@ -248,6 +250,7 @@ BENCHES = [
         from_json=_detection_figures,
         beside="memory",
         expect_s=(6, 148),
+        needs=(),
     ),
     Bench(
         "core",
@@ -265,6 +268,7 @@ BENCHES = [
             "identical results": (r"^identical results \(core vs baseline\): (.*)$", ""),
         },
         expect_s=(7, 110),
+        needs=(),
     ),
     Bench(
         "producer",
@@ -300,6 +304,7 @@ BENCHES = [
             "batch latency p99": (rf"batch latency.*p99 {NUM} ms", "ms"),
         },
         expect_s=(3, 60),
+        needs=("redis",),
     ),
     Bench(
         "dash_tick",
@@ -315,6 +320,7 @@ BENCHES = [
         [PY, "-m", "bench.dash_tick", "--seconds", "30"],
         from_json=_dash_figures,
         expect_s=(14, 85),
+        needs=("redis",),
     ),
     Bench(
         "freshness",
@@ -579,6 +585,11 @@ def run_suite(
     return [results[b.name] for b in chosen]
 
 
+def services_needed(chosen: list[Bench]) -> list[str]:
+    """The services the chosen benchmarks talk to, in start order (Redis is the quick one)."""
+    return [name for name in ("redis", "kafka") if any(name in b.needs for b in chosen)]
+
+
 def argv_of(bench: Bench, full: bool, redis_url: str) -> list[str]:
     """The command line of `bench` in this mode."""
     argv = bench.full if full else bench.quick
@@ -613,7 +624,7 @@ def markdown(result: dict[str, Any]) -> str:
         before, after = result["load_average_before"][0], result["load_average_after"][0]
         lines += [
             f"The whole suite took {_clock(result['suite_seconds'])} (m:ss) of wall time, of which "
-            f"{result['services_start_seconds']:.0f} s starting Kafka and Redis; load average "
+            f"{result['services_start_seconds']:.0f} s starting the services; load average "
             f"{before:.2f} before, {after:.2f} after.",
             "",
         ]
@@ -673,7 +684,8 @@ def main() -> int:
     load_before = os.getloadavg()
     started_services: list[str] = []
     try:
-        local.start(infra, started=started_services)
+        for name in services_needed(chosen):
+            local.start(infra, name, started_services)
         services_s = time.perf_counter() - suite_started
         print(f"bench: services ready in {services_s:.1f} s", flush=True)
         results = run_suite(chosen, args.full, env, redis_url, suite_started)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bench.run import BENCHES, Bench, Suite, markdown, schedule
+from bench.run import BENCHES, Bench, Suite, markdown, schedule, services_needed
 
 
 def _bench(name: str, beside: str | None = None, expect: tuple[float, float] = (10, 100)) -> Bench:
@@ -70,6 +70,13 @@ def test_the_report_states_the_suites_wall_time_and_load():
         ],
     }
     text = markdown(result)
-    assert "1:23 (m:ss) of wall time, of which 11 s starting Kafka and Redis" in text
+    assert "1:23 (m:ss) of wall time, of which 11 s starting the services" in text
     assert "load average 0.30 before, 1.50 after" in text
     assert "(6.0 s, beside memory)" in text
+
+
+def test_only_the_services_the_chosen_benchmarks_need_are_started():
+    by_name = {b.name: b for b in BENCHES}
+    assert services_needed([by_name["core"], by_name["detection"]]) == []
+    assert services_needed([by_name["sink"], by_name["dash_tick"]]) == ["redis"]
+    assert services_needed([by_name["sink"], by_name["e2e"]]) == ["redis", "kafka"]
