@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import sys
 import time
 
-from bench.run import BENCHES, Bench, Suite, markdown, schedule, services_needed
+import pytest
+
+from bench.run import BENCHES, Bench, Suite, argv_of, markdown, schedule, services_needed
 
 
 def _bench(name: str, beside: str | None = None, expect: tuple[float, float] = (10, 100)) -> Bench:
@@ -80,3 +85,25 @@ def test_only_the_services_the_chosen_benchmarks_need_are_started():
     assert services_needed([by_name["core"], by_name["detection"]]) == []
     assert services_needed([by_name["sink"], by_name["dash_tick"]]) == ["redis"]
     assert services_needed([by_name["sink"], by_name["e2e"]]) == ["redis", "kafka"]
+
+
+class _Parsed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["quick", "full"])
+@pytest.mark.parametrize("bench", BENCHES, ids=lambda b: b.name)
+def test_every_suite_command_line_is_accepted_by_its_benchmark(bench, full, monkeypatch):
+    # Stops each benchmark's main() right after its argparse accepted the suite's arguments
+    # (a typo in a size would otherwise surface only in a 25-minute full run).
+    argv = argv_of(bench, full, "redis://127.0.0.1:1/0")
+    assert argv[1] == "-m", argv
+    parse_args = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        raise _Parsed(parse_args(self, args, namespace))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    monkeypatch.setattr(sys, "argv", [argv[2], *argv[3:]])
+    with pytest.raises(_Parsed):
+        importlib.import_module(argv[2]).main()
