@@ -83,7 +83,7 @@ BENCH_STATE_DIR ?= .run/bench
 FULL ?=
 BENCH_ARGS ?=
 
-bench: setup ## Run the benchmarks (quick; FULL=1 for the large sizes), write bench/results/latest.{json,md}
+bench: setup ## Run the benchmarks (quick ~2 min; FULL=1: large sizes, ~25 min), write bench/results/latest.*
 	$(PY) -m bench.run $(if $(FULL),--full) --kafka-port $(BENCH_KAFKA_PORT) \
 		--kafka-controller-port $(BENCH_KAFKA_CONTROLLER_PORT) --redis-port $(BENCH_REDIS_PORT) \
 		--state-dir $(BENCH_STATE_DIR) $(BENCH_ARGS)

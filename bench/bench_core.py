@@ -45,6 +45,7 @@ from bytewax.operators.windowing import EventClock, SlidingWindower, TumblingWin
 from bytewax.testing import TestingSink, TestingSource, run_main
 from pydantic import ValidationError
 
+from bench.harness import bar
 from flows.clock import ManualClock
 from flows.dataflow import build_flow
 from flows.decode import METRICS
@@ -362,20 +363,31 @@ def main() -> int:
     msgs = make_messages(args.events, args.devices, args.hz, settings.kafka_batch_size)
     core_t = win_t = Timing(math.inf, math.inf)
     out: list[Any] = []
+    # One step per flow run; the naive baseline (the last) is the long one.
+    runs = args.repeat * (1 if args.skip_baseline else 2) + (0 if args.skip_baseline else 1)
+    progress = bar(runs, "core", "runs")
     for _ in range(args.repeat):
         # Interleaved, so a burst of load elsewhere hurts both sides alike.
+        progress.set_postfix_str("core")
         seconds, out, _dlq = run_core(msgs, settings)
         core_t = core_t.best(seconds)
+        progress.update()
         if not args.skip_baseline:
+            progress.set_postfix_str("windows-only baseline")
             win_t = win_t.best(run_baseline(msgs, settings, windows_only=True)[0])
+            progress.update()
     core = core_results(out)
     print(
         f"core:                  {_rate(args.events, core_t)}  "
         f"({len(core['windows'])} windows, {len(core['alerts'])} alerts, {core['dead']} dead letters)"
     )
     if args.skip_baseline:
+        progress.close()
         return 0
+    progress.set_postfix_str("naive baseline (the long run)")
     base_t, base_out = run_baseline(msgs, settings)
+    progress.update()
+    progress.close()
     base = baseline_results(base_out, args.events)
     same = {name: core[name] == base[name] for name in ("windows", "alerts", "trends")}
     print(f"baseline (same work):  {_rate(args.events, base_t)}")

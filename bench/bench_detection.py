@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
+from bench.harness import bar, say  # noqa: E402
 from flows.logic import IotParams  # noqa: E402
 from flows.settings import FlowSettings  # noqa: E402
 from flows.zscore import ZScoreDetector  # noqa: E402
@@ -340,11 +341,14 @@ def main() -> int:
 
     params = IotParams.from_settings(FlowSettings())
     zkw = dict(params.zscore)
+    say("detection", f"simulating {args.minutes:g} min of {args.devices} devices")
     sim, times, values = simulate(args.minutes, args.devices, args.seed)
     count = sum(len(v) for v in times.values())
     truth = sim.truth
     tally = DetectionTally()
+    progress = bar(len(values), "detection: alerts", "series")
     for (device, metric), series in values.items():
+        progress.update()
         score_series(
             tally,
             np.array(times[device], dtype=np.int64),
@@ -379,6 +383,8 @@ def main() -> int:
         f"max {result['max_delay_readings']} readings; {result['alerts_raised_late']} of {tally.detected} "
         "raised after the anomaly's first reading"
     )
+    progress.close()
+    say("detection", "trend accuracy: the flow's RollingTrend over every device")
     trend = trend_accuracy(times, values, truth, params)
     print_trend(trend, params)
     result.update(trend)

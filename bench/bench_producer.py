@@ -30,10 +30,14 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a script as well as a module
 
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench.harness import bar
 from config.settings import load_settings
 from infra import local
 from infra.settings import LocalInfraSettings
@@ -159,7 +163,11 @@ def main() -> int:
     admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(timeout=30)
     try:
         conf = settings.producer_config()
+        # One step per measured run (the sizes set how long each takes).
+        progress = bar(5, "producer", "runs")
+        progress.set_postfix_str("simulate")
         payloads, simulate = make_payloads(max(args.events, args.sync_events))
+        progress.update()
         mean_bytes = sum(len(v) for _, v in payloads) / len(payloads)
         keys = len({k for k, _ in payloads})
         print(
@@ -168,11 +176,20 @@ def main() -> int:
             f"  safety in every run: enable.idempotence=true, acks=all; batched: batch.size="
             f"{conf['batch.size']}, linger.ms={conf['linger.ms']}, compression={conf['compression.type']}"
         )
+        progress.set_postfix_str("batched")
         batched = bench_batched(conf, topic, payloads[: args.events])
+        progress.update()
+        progress.set_postfix_str("synchronous")
         sync = bench_sync(conf, topic, payloads[: args.sync_events])
+        progress.update()
         big_batches = {**conf, "batch.size": 1_000_000}
+        progress.set_postfix_str("batched, 1 MB batches")
         big = bench_batched(big_batches, topic, payloads[: args.events], "batched + LZ4, batch.size 1 MB")
+        progress.update()
+        progress.set_postfix_str("simulate + produce")
         cli = bench_cli_path(conf, topic, args.events)
+        progress.update()
+        progress.close()
         for figure in (simulate, batched, sync, big, cli):
             print(
                 f"  {figure.name:<36} {figure.rate:>12,.0f} events/s"

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))  # a script, not a package: reach the project and 
 
 import redis  # noqa: E402
 
+from bench.harness import bar  # noqa: E402
 from infra import local  # noqa: E402
 from infra.settings import LocalInfraSettings  # noqa: E402
 from sinks.layout import SinkStatus  # noqa: E402
@@ -56,6 +57,9 @@ def run(redis_url: str, devices: int, batches: int) -> None:
     inputs = [live_batch(T0 + i * 10_000, devices=devices, pages=20) for i in range(batches)]
     per_batch = len(_pending(inputs[0]))
 
+    few = inputs[: max(5, batches // 4)]
+    progress = bar(len(inputs) + 2 * len(few), "sink", "batches")
+
     # Pipelined: the writer as the sink uses it (encoding + one round trip per batch).
     latencies = []
     started = time.perf_counter()
@@ -64,15 +68,16 @@ def run(redis_url: str, devices: int, batches: int) -> None:
         writer.add(items)
         writer.flush()
         latencies.append(time.perf_counter() - t)
+        progress.update()
     pipelined_s = time.perf_counter() - started
     pipelined_rate = batches * per_batch / pipelined_s
 
     # Unpipelined: the same commands, each its own round trip.
     status = SinkStatus(0, CircuitState.CLOSED)
-    few = inputs[: max(5, batches // 4)]
     started = time.perf_counter()
     commands = 0
     for items in few:
+        progress.update()
         for command in build_commands(_pending(items), writer.layout, settings, status):
             client.execute_command(*command)
             commands += 1
@@ -81,6 +86,7 @@ def run(redis_url: str, devices: int, batches: int) -> None:
     # Record by record: what a sink without batching does, one round trip per record.
     started = time.perf_counter()
     for items in few:
+        progress.update()
         pending = _pending(items)
         for kind in (
             pending.latest,
@@ -94,6 +100,7 @@ def run(redis_url: str, devices: int, batches: int) -> None:
                 for command in build_commands(_pending([record]), writer.layout, settings, status)[:-2]:
                     client.execute_command(*command)  # [:-2]: without the batch's status and notification
     single_rate = len(few) * per_batch / (time.perf_counter() - started)
+    progress.close()
 
     q = statistics.quantiles(latencies, n=100)
     print(f"batch: {per_batch} records ({devices} devices) -> {commands // len(few)} Redis commands")

@@ -10,7 +10,11 @@ output as they go, picks the figures out of what they print, and writes
 * ``bench/results/latest.md``: the same as a markdown table with the method of each.
 
 Services it started are stopped at the end. Each benchmark stays runnable on its own
-(the command is in the results).
+(the command is in the results). The sizes are chosen so that the quick run takes about a
+minute and a half on a quiet 2-core machine (plus Kafka's start-up) and the full run about 25
+minutes; the suite's wall time, its services' start-up and the load average before and after
+are in the results. A benchmark whose figures involve no timing (detection) runs beside one
+whose figures are not CPU-bound (memory, whose achieved rate is reported beside).
 
     .venv/bin/python -m bench.run [--full] [--only e2e,sink] [--kafka-port 29092] [--redis-port 26379]
 """
@@ -57,6 +61,17 @@ class Bench:
     figures: dict[str, tuple[str, str]] = field(default_factory=dict)
     # For output with a BENCH_JSON line: turn it into figures.
     from_json: Callable[[dict[str, Any]], dict[str, tuple[float | str, str]]] | None = None
+    beside: str | None = None
+    """Run at the same time as this other benchmark (when both are chosen), to save its length.
+
+    Only for a benchmark whose figures involve no timing (counts on a seeded simulation),
+    beside one whose figures are not CPU-bound (memory at a steady rate leaves a core idle).
+    Not at a lower CPU priority: on a busy machine that starved it for minutes.
+    """
+    expect_s: tuple[float, float] = (0.0, 0.0)
+    """About how long it takes on a quiet machine, quick and full (for the progress lines)."""
+    needs: tuple[str, ...] = ("redis", "kafka")
+    """The services it talks to (the suite starts only those its chosen benchmarks need)."""
 
 
 def _e2e_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str]]:
@@ -214,9 +229,12 @@ BENCHES = [
         "'from first write' = first Redis write to exit; Redis content of each run compared to the "
         "1-worker run; peak RSS = the flow's processes' resident memory summed, sampled every 0.2 s; "
         "ceiling = confluent-kafka batch consumer that only orjson-decodes the same messages.",
-        [PY, "-m", "bench.bench_e2e", "--iot", "200000"],
+        # Quick: 30k readings still span ~25 min of event time per device (windows, alerts, trends)
+        # through all three flow shapes; most of its time is the flows' start-up.
+        [PY, "-m", "bench.bench_e2e", "--iot", "30000"],
         [PY, "-m", "bench.bench_e2e", "--iot", "2000000"],
         from_json=_e2e_figures,
+        expect_s=(18, 264),
     ),
     Bench(
         "detection",
@@ -227,16 +245,21 @@ BENCHES = [
         "Trend: the flow's RollingTrend (default settings) read once per 10 s report, its direction "
         "against the direction of the truth's noise-free least-squares slope over the same 5-min span "
         "(same minimum slopes); all reports after the first full span, and those inside a drift.",
-        [PY, "-m", "bench.bench_detection", "--minutes", "60"],
+        [PY, "-m", "bench.bench_detection", "--minutes", "30"],
         [PY, "-m", "bench.bench_detection", "--minutes", "600"],
         from_json=_detection_figures,
+        beside="memory",
+        expect_s=(6, 148),
+        needs=(),
     ),
     Bench(
         "core",
         "IoT analytics core (flows.dataflow.build_flow) in-process through Bytewax's testing source, "
         "1 worker, against a naive per-item Bytewax flow doing the same work (results must agree).",
-        [PY, "bench/bench_core.py", "--events", "100000", "--repeat", "1"],
-        [PY, "bench/bench_core.py", "--events", "500000", "--repeat", "2"],
+        # The naive baseline (~4,000 events/s) is most of the time: full 300k events take it ~75 s;
+        # the core's runs (~1 s each) are repeated, best kept.
+        [PY, "-m", "bench.bench_core", "--events", "10000", "--repeat", "1"],
+        [PY, "-m", "bench.bench_core", "--events", "300000", "--repeat", "2"],
         figures={
             "core": (rf"^core:\s+{NUM} events/s wall", "events/s"),
             "naive baseline (same work)": (rf"^baseline \(same work\):\s+{NUM} events/s", "events/s"),
@@ -244,26 +267,32 @@ BENCHES = [
             "ratio core / baseline (wall)": (rf"ratio core/baseline: {NUM}x wall", "x"),
             "identical results": (r"^identical results \(core vs baseline\): (.*)$", ""),
         },
+        expect_s=(7, 110),
+        needs=(),
     ),
     Bench(
         "producer",
         "Producer on the real broker: batching + LZ4 (the pipeline's config) against produce+flush per "
         "event, same idempotent acks=all safety; events/s from first send to last acknowledgement.",
-        [PY, "bench/bench_producer.py", "--quick"],
-        [PY, "bench/bench_producer.py", "--events", "1000000", "--sync-events", "5000"],
+        # Full: simulating the events (~36,000/s, twice) is most of the time; 500k keep each batched
+        # run several seconds long.
+        [PY, "-m", "bench.bench_producer", "--events", "10000", "--sync-events", "300"],
+        [PY, "-m", "bench.bench_producer", "--events", "500000", "--sync-events", "5000"],
         figures={
             "batched + LZ4": (rf"^\s+batched \+ LZ4 \(pipeline config\)\s+{NUM} events/s", "events/s"),
             "synchronous": (rf"^\s+synchronous.*?\s{NUM} events/s", "events/s"),
             "ratio batched / synchronous": (rf"ratio batched / synchronous\s+{NUM} x", "x"),
             "simulate + produce (CLI path)": (rf"^\s+simulate \+ produce.*?\s{NUM} events/s", "events/s"),
         },
+        expect_s=(4, 40),
     ),
     Bench(
         "sink",
         "Redis sink writer on the real redis-server: pipelined batches (what the flow emits when every "
         "device's windows close) against unpipelined and record-by-record writes.",
-        [PY, "bench/bench_sink.py", "--batches", "100"],
-        [PY, "bench/bench_sink.py", "--batches", "400", "--devices", "200"],
+        # Record-by-record writes (a quarter of the batches, ~2,300 records/s) are most of the time.
+        [PY, "-m", "bench.bench_sink", "--batches", "20"],
+        [PY, "-m", "bench.bench_sink", "--batches", "200", "--devices", "200"],
         figures={
             "pipelined": (rf"^pipelined \(the sink\):\s+{NUM} records/s", "records/s"),
             "record by record, unpipelined": (
@@ -274,6 +303,8 @@ BENCHES = [
             "batch latency p50": (rf"batch latency.*p50 {NUM} ms", "ms"),
             "batch latency p99": (rf"batch latency.*p99 {NUM} ms", "ms"),
         },
+        expect_s=(3, 60),
+        needs=("redis",),
     ),
     Bench(
         "dash_tick",
@@ -283,9 +314,13 @@ BENCHES = [
         "every poll interval (1 s) behind the page's client-side gate (next tick only once answered), "
         "a writer adding a window to every device every 10 s; round trip over loopback, first 3 s "
         "unmeasured; Redis reads from the server's own /metrics.",
-        [PY, "-m", "bench.dash_tick", "--seconds", "10", "--rounds", "20"],
-        [PY, "-m", "bench.dash_tick", "--seconds", "60"],
+        # Load runs: 3 s unmeasured, then ~20 ticks/s (full: ~540 ticks per device count for the p99).
+        # Quick: 10 devices only; seeding and serving 100 devices is the same code, ~15 s longer.
+        [PY, "-m", "bench.dash_tick", "--devices", "10", "--seconds", "6", "--rounds", "10"],
+        [PY, "-m", "bench.dash_tick", "--seconds", "30"],
         from_json=_dash_figures,
+        expect_s=(14, 85),
+        needs=("redis",),
     ),
     Bench(
         "freshness",
@@ -296,9 +331,11 @@ BENCHES = [
         "now (1 ms histogram over per-device event time); alerts = now - the episode's first reading; "
         "windows (10 s, 60 s; 20 devices sampled) = now - (window end + allowed lateness). 'now' after "
         "the read returns; warm-up and the start-up backlog unmeasured; achieved rate = IoT topic growth.",
-        [PY, "-m", "bench.bench_freshness", "--rates", "2000,10000", "--seconds", "10", "--warmup", "4"],
+        # Quick: one rate, 10 s measured (a 10 s window closes in any 10 s span).
+        [PY, "-m", "bench.bench_freshness", "--rates", "10000", "--seconds", "10", "--warmup", "2"],
         [PY, "-m", "bench.bench_freshness", "--rates", "10000,50000", "--seconds", "45"],
         from_json=_freshness_figures,
+        expect_s=(17, 116),
     ),
     Bench(
         "scaling",
@@ -311,7 +348,7 @@ BENCHES = [
             "-m",
             "bench.bench_scaling",
             "--events",
-            "60000",
+            "10000",
             "--shapes",
             "",
             "--partitions",
@@ -319,8 +356,10 @@ BENCHES = [
             "--devices",
             "10,1000",
         ],
-        [PY, "-m", "bench.bench_scaling", "--events", "400000", "--shapes", ""],
+        # Full: 200k readings per point: at 10,000 devices (~3,000 events/s) that point alone is ~70 s.
+        [PY, "-m", "bench.bench_scaling", "--events", "200000", "--shapes", ""],
         from_json=_scaling_figures,
+        expect_s=(14, 190),
     ),
     Bench(
         "memory",
@@ -328,9 +367,12 @@ BENCHES = [
         "(PIPELINE_SINK_RETENTION_S) so the run outlasts it; every 1 s the flow's RSS (psutil), Redis "
         "INFO used_memory and one 10 s series' ZCARD. Slopes: least squares, flow over the second half, "
         "Redis once retention plus the sliding window have passed.",
-        [PY, "-m", "bench.bench_memory", "--seconds", "45", "--rate", "2000", "--retention-s", "15"],
+        # Quick: the start figure after the flow's start-up, past the retention span (two 10 s windows
+        # kept) for its last 10 s.
+        [PY, *"-m bench.bench_memory --seconds 20 --rate 2000 --retention-s 10 --warmup 5".split()],
         [PY, "-m", "bench.bench_memory", "--seconds", "600", "--rate", "10000", "--retention-s", "120"],
         from_json=_memory_figures,
+        expect_s=(24, 602),
     ),
 ]
 
@@ -390,47 +432,170 @@ def _pump(stream: Any, sink: list[str], label: str, keep: bool) -> None:
         pending = pending[consumed:]
 
 
-def run_one(bench: Bench, argv: list[str], env: dict[str, str], index: int, count: int) -> dict[str, Any]:
-    """Run one benchmark as a subprocess, echoing its output; return its result entry."""
-    print(f"[{index}/{count}] {bench.name}: {shlex.join(argv[1:])}", flush=True)
+@dataclass
+class Running:
+    """A benchmark's process while it runs, with the threads echoing its output."""
+
+    bench: Bench
+    argv: list[str]
+    proc: subprocess.Popen[bytes]
+    started: float
+    out: list[str]
+    err: list[str]
+    threads: list[threading.Thread]
+    stop: threading.Event
+
+
+def start_one(bench: Bench, argv: list[str], env: dict[str, str], tag: str, suite: Suite) -> Running:
+    """Start one benchmark as a subprocess, echoing its output as it comes."""
+    print(f"{tag} {bench.name}: {shlex.join(argv[1:])}", flush=True)
+    suite.begin(bench.name)
     started = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out: list[str] = []
     err: list[str] = []
-    pumps = [
+    stop = threading.Event()
+    threads = [
         threading.Thread(target=_pump, args=(proc.stdout, out, bench.name, True)),
         threading.Thread(target=_pump, args=(proc.stderr, err, bench.name, True)),
     ]
-    for t in pumps:
-        t.start()
-    stop = threading.Event()
 
     def ticker() -> None:
         # A heartbeat, so a long quiet phase (a flow run) still shows progress.
         while not stop.wait(15):
-            print(f"[{index}/{count}] {bench.name}: {time.perf_counter() - started:.0f} s ...", flush=True)
+            print(
+                f"{tag} {bench.name}: {time.perf_counter() - started:.0f} s ...; {suite.status()}", flush=True
+            )
 
-    beat = threading.Thread(target=ticker, daemon=True)
-    beat.start()
-    returncode = proc.wait()
-    for t in pumps:
+    threads.append(threading.Thread(target=ticker, daemon=True))
+    for t in threads:
+        t.start()
+    return Running(bench, argv, proc, started, out, err, threads, stop)
+
+
+def finish_one(run: Running, tag: str, suite: Suite) -> dict[str, Any]:
+    """Wait for a started benchmark; its result entry."""
+    returncode = run.proc.wait()
+    for t in run.threads[:2]:
         t.join()
-    stop.set()
-    seconds = time.perf_counter() - started
-    output = "\n".join(out)
-    figures = extract(bench, output)
+    run.stop.set()
+    seconds = time.perf_counter() - run.started
+    suite.done(run.bench.name)
+    figures = extract(run.bench, "\n".join(run.out))
     state = "ok" if returncode == 0 else f"FAILED (exit {returncode})"
-    print(f"[{index}/{count}] {bench.name}: {state} in {seconds:.0f} s, {len(figures)} figures", flush=True)
+    print(
+        f"{tag} {run.bench.name}: {state} in {seconds:.0f} s, {len(figures)} figures; {suite.status()}",
+        flush=True,
+    )
     return {
-        "name": bench.name,
-        "method": bench.method,
-        "command": shlex.join(["python", *argv[1:]]),
+        "name": run.bench.name,
+        "method": run.bench.method,
+        "command": shlex.join(["python", *run.argv[1:]]),
         "returncode": returncode,
         "seconds": round(seconds, 1),
         "figures": {name: {"value": value, "unit": unit} for name, (value, unit) in figures.items()},
-        "output": out,
-        "stderr_tail": err[-20:] if returncode else [],
+        "output": run.out,
+        "stderr_tail": run.err[-20:] if returncode else [],
     }
+
+
+@dataclass
+class Suite:
+    """The suite's clock: elapsed time and, from the benchmarks' usual lengths, about how much is left."""
+
+    chosen: list[Bench]
+    full: bool
+    started: float = field(default_factory=time.perf_counter)
+    running: dict[str, float] = field(default_factory=dict)
+    """Name -> start time of the benchmarks running now."""
+    finished: set[str] = field(default_factory=set)
+
+    def expect(self, bench: Bench) -> float:
+        """About how long `bench` takes on a quiet machine in this mode."""
+        return bench.expect_s[1 if self.full else 0]
+
+    def timed(self, bench: Bench) -> bool:
+        """Whether `bench` adds to the suite's length (not when it runs beside another)."""
+        return bench.beside not in {b.name for b in self.chosen}
+
+    def expected_total(self) -> float:
+        """The chosen benchmarks' usual lengths, those run beside another left out."""
+        return sum(self.expect(b) for b in self.chosen if self.timed(b))
+
+    def begin(self, name: str) -> None:
+        """Note that `name` started."""
+        self.running[name] = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        """Note that `name` finished."""
+        self.running.pop(name, None)
+        self.finished.add(name)
+
+    def left(self) -> float:
+        """About how many seconds are left on a quiet machine (what runs now counts its remainder)."""
+        now = time.perf_counter()
+        return sum(
+            max(self.expect(b) - (now - self.running.get(b.name, now)), 0.0)
+            for b in self.chosen
+            if b.name not in self.finished and self.timed(b)
+        )
+
+    def status(self) -> str:
+        """``suite 2:10, about 1:05 left on a quiet machine``."""
+        elapsed = _clock(time.perf_counter() - self.started)
+        return f"suite {elapsed}, about {_clock(self.left())} left on a quiet machine"
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def schedule(chosen: list[Bench]) -> list[tuple[Bench, Bench | None]]:
+    """The order of the runs: each benchmark with the one that runs beside it, if any."""
+    names = {b.name for b in chosen}
+    hosted = {b.beside: b for b in chosen if b.beside in names}
+    return [(b, hosted.get(b.name)) for b in chosen if b.beside not in names]
+
+
+def run_suite(
+    chosen: list[Bench], full: bool, env: dict[str, str], redis_url: str, started: float
+) -> list[dict[str, Any]]:
+    """Run the chosen benchmarks (each beside its host, if any); their results in the given order.
+
+    `started` is when the suite started (perf_counter), services' start-up included.
+    """
+    suite = Suite(chosen, full, started)
+    print(
+        f"bench: {len(chosen)} benchmark(s), about {_clock(suite.expected_total())} on a quiet machine "
+        "(longer under load)",
+        flush=True,
+    )
+    results: dict[str, dict[str, Any]] = {}
+    steps = schedule(chosen)
+    for i, (bench, guest) in enumerate(steps, 1):
+        tag = f"[{i}/{len(steps)}]"
+        runs = [bench, guest] if guest is not None else [bench]
+        if guest is not None:
+            print(f"{tag} {guest.name} runs beside {bench.name} (its figures involve no timing)", flush=True)
+        running = [start_one(b, argv_of(b, full, redis_url), env, tag, suite) for b in runs]
+        for run in running:
+            results[run.bench.name] = finish_one(run, tag, suite)
+        if guest is not None:
+            results[guest.name]["ran_beside"] = bench.name
+    return [results[b.name] for b in chosen]
+
+
+def services_needed(chosen: list[Bench]) -> list[str]:
+    """The services the chosen benchmarks talk to, in start order (Redis is the quick one)."""
+    return [name for name in ("redis", "kafka") if any(name in b.needs for b in chosen)]
+
+
+def argv_of(bench: Bench, full: bool, redis_url: str) -> list[str]:
+    """The command line of `bench` in this mode."""
+    argv = bench.full if full else bench.quick
+    if bench.name == "sink":
+        argv = [*argv, "--redis-url", redis_url]
+    return argv
 
 
 def _fmt(value: float | str | None, unit: str) -> str:
@@ -455,12 +620,25 @@ def markdown(result: dict[str, Any]) -> str:
         "Kafka, Redis and the benchmark share the cores, so figures are indicative.",
         "",
     ]
+    if "services_start_seconds" in result:
+        before, after = result["load_average_before"][0], result["load_average_after"][0]
+        lines += [
+            f"The whole suite took {_clock(result['suite_seconds'])} (m:ss) of wall time, of which "
+            f"{result['services_start_seconds']:.0f} s starting the services; load average "
+            f"{before:.2f} before, {after:.2f} after.",
+            "",
+        ]
     for bench in result["benchmarks"]:
         status = "" if bench["returncode"] == 0 else f" — **failed (exit {bench['returncode']})**"
         lines += [f"### {bench['name']}{status}", "", "| figure | value |", "|---|---|"]
         for name, fig in bench["figures"].items():
             lines.append(f"| {name} | {_fmt(fig['value'], fig['unit'])} |")
-        lines += ["", f"Method: {bench['method']} Command: `{bench['command']}` ({bench['seconds']} s).", ""]
+        beside = f", beside {bench['ran_beside']}" if bench.get("ran_beside") else ""
+        lines += [
+            "",
+            f"Method: {bench['method']} Command: `{bench['command']}` ({bench['seconds']} s{beside}).",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -502,18 +680,19 @@ def main() -> int:
         }
     )
     print(f"bench: services on Kafka {bootstrap}, Redis {redis_url} (state {args.state_dir})", flush=True)
-    started_services = local.start(infra)
-    results = []
     suite_started = time.perf_counter()
+    load_before = os.getloadavg()
+    started_services: list[str] = []
     try:
-        for i, bench in enumerate(chosen, 1):
-            argv = bench.full if args.full else bench.quick
-            if bench.name == "sink":
-                argv = [*argv, "--redis-url", redis_url]
-            results.append(run_one(bench, argv, env, i, len(chosen)))
+        for name in services_needed(chosen):
+            local.start(infra, name, started_services)
+        services_s = time.perf_counter() - suite_started
+        print(f"bench: services ready in {services_s:.1f} s", flush=True)
+        results = run_suite(chosen, args.full, env, redis_url, suite_started)
     finally:
         for name in reversed(started_services):
             local.stop(infra, name)
+    wall_s = time.perf_counter() - suite_started
 
     result = {
         "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -521,13 +700,20 @@ def main() -> int:
         "machine": f"{platform.machine()}, {platform.system()} {platform.release()}, Python "
         f"{platform.python_version()}",
         "mode": "full" if args.full else "quick",
-        "suite_seconds": round(time.perf_counter() - suite_started, 1),
+        "suite_seconds": round(wall_s, 1),
+        "services_start_seconds": round(services_s, 1),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "benchmarks": results,
     }
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "latest.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     (args.output / "latest.md").write_text(markdown(result) + "\n")
-    print(f"bench: wrote {args.output / 'latest.json'} and latest.md in {result['suite_seconds']:.0f} s")
+    print(
+        f"bench: {len(results)} benchmark(s) in {_clock(wall_s)} wall (services {services_s:.0f} s), "
+        f"load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after; wrote "
+        f"{args.output / 'latest.json'} and latest.md"
+    )
     return 0 if all(r["returncode"] == 0 for r in results) else 1
 
 
