@@ -406,7 +406,12 @@ def main() -> int:
             f"  observer: {r.notifications:,} notifications, {r.reads:,} reads (p50 {r.read_p50_ms:.1f} ms, "
             f"p99 {r.read_p99_ms:.1f} ms each); start-up backlog {backlog}"
         )
-        cpu = ", ".join(f"{name} {pct:.0f}%" for name, pct in r.cpu_pct.items())
+        # CPU per achieved IoT reading: what each process costs, so what rate the cores could carry.
+        rate = max(r.achieved_per_s, 1e-9)
+        per_event = {name: pct / 100 / rate * 1e6 for name, pct in r.cpu_pct.items()}
+        cpu = ", ".join(
+            f"{name} {pct:.0f}% ({per_event[name]:.0f} us/reading)" for name, pct in r.cpu_pct.items()
+        )
         print(
             f"  CPU (% of one core; {os.cpu_count()} cores, load average {r.load_avg:.1f}): {cpu}; "
             f"total {sum(r.cpu_pct.values()):.0f}%"
