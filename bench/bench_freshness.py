@@ -37,6 +37,7 @@ degrades and the figures say so. Targets: p99 < 250 ms for all three.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -50,10 +51,12 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import redis  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
+from redis.client import PubSub  # noqa: E402
 
-from bench.harness import FlowShape, LiveRun, bar, percentile, say  # noqa: E402
+from bench.harness import CpuMeter, FlowShape, LiveRun, bar, percentile, say  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from flows.settings import FlowSettings, window_name  # noqa: E402
+from infra.local import kafka_service, redis_service  # noqa: E402
 from infra.settings import LocalInfraSettings  # noqa: E402
 from sinks.layout import Layout, decode_alert, decode_latest, decode_update  # noqa: E402
 from sources.iot import IotConfig, IotSimulator  # noqa: E402
@@ -81,6 +84,8 @@ class Observations:
     windows: dict[str, list[int]] = field(default_factory=dict)
     reads: int = 0
     notifications: int = 0
+    read_ms: list[float] = field(default_factory=list)
+    """How long each of the observer's reads took (its own share of the figures)."""
 
     def add_span(self, seen_ms: int, e0: int, e1: int) -> None:
         """Readings with event times in (e0, e1] became readable at `seen_ms`."""
@@ -122,8 +127,10 @@ class Observer:
             for d in devices[:WINDOW_SAMPLE_DEVICES]
         ]
         self.newest: dict[str, int] = {}
+        self.latest_raw: dict[bytes, bytes] = {}
         self.window_starts: dict[str, float] = {}
         self.alert_ids: set[str] = set()
+        self.alert_members: set[bytes] = set()
         self.alert_floor = 0
         self.obs = Observations(windows={name: [] for name in windows})
         self.measuring = False
@@ -141,14 +148,8 @@ class Observer:
         end = time.monotonic() + seconds
         try:
             while time.monotonic() < end:
-                msg = pubsub.get_message(timeout=POLL_S)
-                kinds: set[str] | None = None  # None: no notification, read everything
-                if msg is not None and msg.get("type") == "message":
-                    self.obs.notifications += 1
-                    try:
-                        kinds = set(decode_update(msg["data"]).kinds)
-                    except (ValueError, KeyError, TypeError):
-                        kinds = None  # a notification of another shape: read everything
+                kinds = self._notified(pubsub)
+                started = time.perf_counter()
                 if kinds is None or "latest" in kinds:
                     self._read_latest(record=True)
                 if kinds is None or "alerts" in kinds:
@@ -156,16 +157,42 @@ class Observer:
                 if kinds is None or "windows" in kinds:
                     self._read_windows(record=True)
                 self.obs.reads += 1
+                self.obs.read_ms.append((time.perf_counter() - started) * 1000)
                 if progress is not None:
                     progress.n = min(seconds, seconds - (end - time.monotonic()))  # type: ignore[attr-defined]
                     progress.refresh()  # type: ignore[attr-defined]
         finally:
             pubsub.close()
 
+    def _notified(self, pubsub: PubSub) -> set[str] | None:
+        """Wait for notifications (at most POLL_S); the kinds they name, None to read everything.
+
+        Every notification already queued is taken at once: the sink may publish faster
+        than the observer reads, and reading once per notification would fall behind and
+        measure the observer's own queue instead of the pipeline.
+        """
+        kinds: set[str] | None = set()
+        msg = pubsub.get_message(timeout=POLL_S)
+        if msg is None:
+            return None  # no notification: read everything
+        while msg is not None:
+            if msg.get("type") == "message":
+                self.obs.notifications += 1
+                try:
+                    if kinds is not None:
+                        kinds.update(decode_update(msg["data"]).kinds)
+                except (ValueError, KeyError, TypeError):
+                    kinds = None  # a notification of another shape: read everything
+            msg = pubsub.get_message(timeout=0)
+        return kinds
+
     def _read_latest(self, record: bool) -> None:
         raw = self.client.hgetall(self.layout.latest())
         seen = now_ms()
         for device_raw, value in raw.items():
+            if self.latest_raw.get(device_raw) == value:
+                continue  # unchanged since the last read: no need to decode it
+            self.latest_raw[device_raw] = value
             device = device_raw.decode()
             e1 = decode_latest(value).event_time
             e0 = self.newest.get(device)
@@ -178,6 +205,9 @@ class Observer:
         raw = self.client.zrangebyscore(self.layout.alerts(), self.alert_floor, "+inf")
         seen = now_ms()
         for member in raw:
+            if member in self.alert_members:
+                continue  # read before: decoding a minute of alerts on every read would swamp the observer
+            self.alert_members.add(member)
             alert = decode_alert(member)
             if alert.alert_id in self.alert_ids:
                 continue
@@ -220,19 +250,42 @@ class RateResult:
     windows: dict[str, dict[str, float]]
     notifications: int
     reads: int
+    read_p50_ms: float
+    read_p99_ms: float
+    """How long one observer read took: 'now' is taken after it, so this much is the observer's own."""
     caught_up: bool
     """The flow had worked off its start-up backlog before the measured span (else it lags behind)."""
+    cpu_pct: dict[str, float]
+    """CPU of each process over the measured span, % of one core (the machine has os.cpu_count())."""
+    load_avg: float
+    """The machine's 1-minute load average at the end of the span (other work shares the cores)."""
+
+
+def process_pids(live: LiveRun, infra: LocalInfraSettings) -> dict[str, int]:
+    """The run's processes by name: flow, producers, this observer, and the local broker and Redis."""
+    pids = {f"flow-{i}": p.pid for i, p in enumerate(live.flow)}
+    n_iot = len(live.producers) - (1 if live.activity_rate > 0 else 0)
+    pids.update({f"producer-iot-{i}": p.pid for i, p in enumerate(live.producers[:n_iot])})
+    if live.activity_rate > 0:
+        pids["producer-activity"] = live.producers[-1].pid
+    pids["observer"] = os.getpid()
+    for name, service in (("kafka", kafka_service(infra)), ("redis", redis_service(infra))):
+        pid = service.pid()
+        if pid is not None:  # not started by infra.local (e.g. a broker of its own): not measured
+            pids[name] = pid
+    return pids
 
 
 def measure_rate(
     admin: AdminClient,
-    bootstrap: str,
-    redis_url: str,
+    infra: LocalInfraSettings,
     rate: float,
     args: argparse.Namespace,
     flow: FlowSettings,
 ) -> RateResult:
     """One live run at `rate` IoT readings/s."""
+    bootstrap = infra.kafka_bootstrap_servers
+    redis_url = infra.redis_url.get_secret_value()
     devices = IotSimulator(IotConfig(devices=args.devices), seed=0).device_ids
     windows = {window_name(flow.tumbling_ms): flow.tumbling_ms, window_name(flow.sliding_ms): flow.sliding_ms}
     client = redis.Redis.from_url(redis_url)
@@ -272,10 +325,13 @@ def measure_rate(
         if not caught_up:
             say("freshness", f"  the flow did not catch up within {args.catch_up_timeout:g} s: it lags")
         observer.prime()
+        cpu = CpuMeter(process_pids(live, infra))
+        cpu.start()
         count0, t0 = live.produced(), time.monotonic()
         with bar(args.seconds, f"freshness {rate:,.0f}/s", "s") as progress:
             observer.run(args.seconds, progress)
         count1, t1 = live.produced(), time.monotonic()
+        cpu_pct = cpu.stop()
         live.check_alive()
         obs = observer.obs
         p50, p99, pmax = obs.latest_percentiles([50, 99, 100])
@@ -300,7 +356,11 @@ def measure_rate(
             },
             notifications=obs.notifications,
             reads=obs.reads,
+            read_p50_ms=percentile(obs.read_ms, 50),
+            read_p99_ms=percentile(obs.read_ms, 99),
             caught_up=caught_up,
+            cpu_pct=cpu_pct,
+            load_avg=os.getloadavg()[0],
         )
 
 
@@ -320,11 +380,9 @@ def main() -> int:
     )
     args = parser.parse_args()
     infra = load_settings(LocalInfraSettings)
-    bootstrap = infra.kafka_bootstrap_servers
-    redis_url = infra.redis_url.get_secret_value()
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
+    admin = AdminClient({"bootstrap.servers": infra.kafka_bootstrap_servers, "log_level": 4})
     flow = FlowSettings()  # the flow's defaults: window lengths and allowed lateness
-    results = [measure_rate(admin, bootstrap, redis_url, float(r), args, flow) for r in args.rates.split(",")]
+    results = [measure_rate(admin, infra, float(r), args, flow) for r in args.rates.split(",")]
 
     print(
         f"# bench_freshness: {args.devices} devices, flow {FlowShape.parse(args.flow).label}, "
@@ -344,7 +402,20 @@ def main() -> int:
                 f"p50 {w['p50_ms']:.0f} ms, p99 {w['p99_ms']:.0f} ms"
             )
         backlog = "worked off before measuring" if r.caught_up else "NOT worked off: the flow lags"
-        print(f"  observer: {r.notifications:,} notifications, {r.reads:,} reads; start-up backlog {backlog}")
+        print(
+            f"  observer: {r.notifications:,} notifications, {r.reads:,} reads (p50 {r.read_p50_ms:.1f} ms, "
+            f"p99 {r.read_p99_ms:.1f} ms each); start-up backlog {backlog}"
+        )
+        # CPU per achieved IoT reading: what each process costs, so what rate the cores could carry.
+        rate = max(r.achieved_per_s, 1e-9)
+        per_event = {name: pct / 100 / rate * 1e6 for name, pct in r.cpu_pct.items()}
+        cpu = ", ".join(
+            f"{name} {pct:.0f}% ({per_event[name]:.0f} us/reading)" for name, pct in r.cpu_pct.items()
+        )
+        print(
+            f"  CPU (% of one core; {os.cpu_count()} cores, load average {r.load_avg:.1f}): {cpu}; "
+            f"total {sum(r.cpu_pct.values()):.0f}%"
+        )
     payload = {
         "devices": args.devices,
         "seconds": args.seconds,

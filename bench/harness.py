@@ -312,3 +312,38 @@ class LiveRun:
             keys = list(client.scan_iter(match=f"{self.topics.prefix}*", count=1000))
             if keys:
                 client.delete(*keys)
+
+
+@dataclass
+class CpuMeter:
+    """CPU time of named processes over a span, as % of one core.
+
+    Says which process ate the machine's 2 cores during a live run (psutil, so
+    portable). A process that is gone by `stop` counts what it used until then.
+    """
+
+    pids: dict[str, int]
+    _start: dict[str, float] = field(default_factory=dict)
+    _t0: float = 0.0
+
+    @staticmethod
+    def _cpu(pid: int) -> float:
+        # The process alone, not its children: the observer's children are the flow and producers.
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            return 0.0
+        return float(t.user + t.system)
+
+    def start(self) -> None:
+        """Begin the span."""
+        self._t0 = time.monotonic()
+        self._start = {name: self._cpu(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        """End the span; each process's CPU in % of one core (100 = a core busy throughout)."""
+        wall = max(time.monotonic() - self._t0, 1e-9)
+        # A process gone meanwhile reads 0: never a negative share.
+        return {
+            name: max(self._cpu(pid) - self._start[name], 0.0) / wall * 100 for name, pid in self.pids.items()
+        }

@@ -159,6 +159,13 @@ def _freshness_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str
                 "ms",
             )
             figures[f"{at}: {name} window after close + lateness, p99"] = (w["p99_ms"], "ms")
+        if "cpu_pct" in r:
+            figures[f"{at}: IoT producer processes"] = (r["producers"], "")
+            figures[f"{at}: CPU, % of one core (load average {r['load_avg']:.1f})"] = (
+                ", ".join(f"{name} {pct:.0f}" for name, pct in r["cpu_pct"].items()),
+                "",
+            )
+            figures[f"{at}: observer read p99 (its own share)"] = (r["read_p99_ms"], "ms")
     return figures
 
 
@@ -326,11 +333,13 @@ BENCHES = [
         "freshness",
         "Live pipeline on fresh topics: the flow process tailing them, python -m sources.produce iot at "
         "the rate (wall-clock event time = production time; 25k/s per producer process) plus activity "
-        "100/s, 100 devices. An observer wakes on each sink notification (or every 25 ms) and reads "
-        "Redis: latest reading = for each device, readings in (previous newest, newest] became readable "
-        "now (1 ms histogram over per-device event time); alerts = now - the episode's first reading; "
+        "100/s, 100 devices. An observer wakes on the sink's notifications (all queued ones at once; or "
+        "every 25 ms) and reads Redis: latest reading = for each device, readings in (previous newest, "
+        "newest] became readable now (1 ms histogram over per-device event time); alerts = now - the "
+        "episode's first reading; "
         "windows (10 s, 60 s; 20 devices sampled) = now - (window end + allowed lateness). 'now' after "
-        "the read returns; warm-up and the start-up backlog unmeasured; achieved rate = IoT topic growth.",
+        "the read returns; warm-up and the start-up backlog unmeasured; achieved rate = IoT topic growth; "
+        "CPU of each process over the measured span (psutil).",
         # Quick: one rate, 10 s measured (a 10 s window closes in any 10 s span).
         [PY, "-m", "bench.bench_freshness", "--rates", "10000", "--seconds", "10", "--warmup", "2"],
         [PY, "-m", "bench.bench_freshness", "--rates", "10000,50000", "--seconds", "45"],

@@ -15,6 +15,7 @@ dead-letter sink receives `DeadLetter` models.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import bytewax.operators as op
@@ -56,6 +57,7 @@ def kafka_source(settings: FlowSettings) -> KafkaInput:
         tail=not settings.kafka_stop_at_end,
         starting_offset=OFFSET_BEGINNING if settings.kafka_start_from == "earliest" else OFFSET_END,
         batch_size=settings.kafka_batch_size,
+        idle_poll=timedelta(milliseconds=settings.kafka_idle_poll_ms),
     )
 
 

@@ -53,6 +53,15 @@ class FlowSettings(KafkaConnection, SinkSettings):
             "queued.max.messages.kbytes; one fetch is capped to it too): bounds the flow's memory."
         ),
     )
+    kafka_idle_poll_ms: float = Field(
+        5.0,
+        gt=0,
+        le=1000,
+        description=(
+            "After a poll of a Kafka partition found nothing, wait this long before polling it again, ms: "
+            "at most this much is added to an event's time to the dashboard; shorter costs more CPU idling."
+        ),
+    )
     flow_metrics_host: str = Field(
         "127.0.0.1",
         description="Address the dataflow's Prometheus metrics listen on (0.0.0.0 in containers).",

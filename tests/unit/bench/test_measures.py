@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import time
+from typing import Any
 
 import pytest
+import redis
 
 from bench.bench_detection import _direction, trend_accuracy
-from bench.bench_freshness import Observations
-from bench.harness import FlowShape, percentile
+from bench.bench_freshness import Observations, Observer
+from bench.harness import CpuMeter, FlowShape, percentile
 from flows.logic import IotParams
 from flows.settings import FlowSettings
+from sinks.layout import Layout, Update, encode_update
 from sinks.records import Trend
 from sources.clock import simulated_times
 from sources.iot import METRICS, IotConfig, IotSimulator
@@ -77,3 +83,57 @@ def test_trend_accuracy_is_high_on_noise_free_drifts():
     assert result["trend_reports"] > 0
     assert result["trend_drift_reports"] > 0
     assert result["trend_drift_accuracy"] >= 0.9
+
+
+class QueuedMessages:
+    """What redis-py's PubSub.get_message returns, from a script: messages already queued, then None."""
+
+    def __init__(self, messages: list[dict[str, Any]]) -> None:
+        self.messages = messages
+
+    def get_message(self, timeout: float = 0.0) -> dict[str, Any] | None:
+        return self.messages.pop(0) if self.messages else None
+
+
+def _observer() -> Observer:
+    client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # never connects: only _notified is used
+    return Observer(client, Layout("t:"), ["device-000"], {"10s": 10_000}, 5_000)
+
+
+def test_the_observer_takes_every_queued_notification_in_one_read():
+    observer = _observer()
+    queued = QueuedMessages(
+        [
+            {"type": "message", "data": encode_update(Update(("latest",), 1))},
+            {"type": "message", "data": encode_update(Update(("alerts", "latest"), 2))},
+            {"type": "message", "data": encode_update(Update(("windows",), 3))},
+        ]
+    )
+    assert observer._notified(queued) == {"latest", "alerts", "windows"}  # type: ignore[arg-type]
+    assert queued.messages == []
+    assert observer.obs.notifications == 3
+
+
+def test_the_observer_reads_everything_without_a_notification_or_with_one_it_cannot_parse():
+    observer = _observer()
+    assert observer._notified(QueuedMessages([])) is None  # type: ignore[arg-type]
+    garbled = QueuedMessages([{"type": "message", "data": b"not json"}])
+    assert observer._notified(garbled) is None  # type: ignore[arg-type]
+
+
+def test_cpu_meter_tells_a_busy_process_from_a_sleeping_one():
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    sleeping = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.5)  # both started (interpreter start-up is not in the span)
+        meter = CpuMeter({"busy": busy.pid, "sleeping": sleeping.pid})
+        meter.start()
+        time.sleep(1.0)  # the span measured: a span of time, not a condition
+        used = meter.stop()
+    finally:
+        busy.kill()
+        sleeping.kill()
+        busy.wait()
+        sleeping.wait()
+    assert used["busy"] > used["sleeping"]
+    assert used["sleeping"] < 5.0

@@ -20,6 +20,7 @@ from sources.produce import (
     event_factory,
     main,
     parse_start,
+    poll_slice_s,
     progress_line,
     settings_overrides,
 )
@@ -190,3 +191,10 @@ def test_an_invalid_setting_stops_the_command_naming_the_variable(monkeypatch, c
         main(["iot", "--count", "1"])
     assert exc.value.code == 2
     assert "invalid setting PIPELINE_PRODUCER_COMPRESSION='brotli'" in capsys.readouterr().err
+
+
+def test_the_wait_between_sends_is_never_a_busy_poll():
+    # Below 1 ms librdkafka would not block at all: the producer would spin between events.
+    assert poll_slice_s(0.00004) == 0.001
+    assert poll_slice_s(0.0025) == 0.0025
+    assert poll_slice_s(5.0) == 0.1  # a stop signal is seen within 0.1 s
