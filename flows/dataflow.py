@@ -109,7 +109,8 @@ def build_flow(
     counters = count_pipeline("pipeline", decoded.counts, iot.late, activity.late)
     records = op.merge("collect_records", iot.records, activity.records, counters)
     if metrics is not None:
-        op.inspect("observe_records", records, metrics.observe)
+        # Batch-wise, passing the records through: one call per batch, not per record.
+        records = op.flat_map_batch("observe_records", records, metrics.observe_batch)
     if isinstance(sink, FixedPartitionedSink):
         # The Redis sink is partitioned (its snapshots hold what Redis has not taken yet):
         # it takes (key, record), each key owned by one sink partition, so writes per key stay in order.

@@ -29,10 +29,10 @@ from flows.activity import ActivitySummary, ActivityWindows
 from flows.clock import Clock, wall_time_of
 from flows.decode import METRICS, ActivityBlock, IotBlock
 from flows.settings import FlowSettings, window_name
-from flows.stats import summarize_rows
+from flows.stats import summarize_blocks
 from flows.trend import RollingTrend
 from flows.watermark import Watermark
-from flows.windows import PaneWindows, WindowSpec
+from flows.windows import ClosedWindow, PaneWindows, WindowSpec
 from flows.zscore import Episode, ZScoreDetector, update_rows
 from sinks.records import (
     ActivityWindow,
@@ -235,11 +235,7 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, bytes]):
         st = self.state
         if st is None:
             return _NOTHING
-        pending: list[SinkRecord] = [
-            r
-            for w in st.windows.pending()
-            for r in self._window_records(w.spec, w.start_ms, w.end_ms, w.values)
-        ]
+        pending: list[SinkRecord] = self._window_records(st.windows.pending())
         if st.trend_dirty:
             pending.extend(self._trends())
         return ([KeyOutput(tuple(pending))] if pending else []), StatefulBatchLogic.RETAIN
@@ -317,30 +313,24 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, bytes]):
     def _close(self, watermark_ms: int) -> list[SinkRecord]:
         st = self.state
         assert st is not None
-        return [
-            r
-            for w in st.windows.close(watermark_ms)
-            for r in self._window_records(w.spec, w.start_ms, w.end_ms, w.values)
-        ]
+        return self._window_records(st.windows.close(watermark_ms))
 
-    def _window_records(self, spec: WindowSpec, start: int, end: int, values: np.ndarray) -> list[SinkRecord]:
+    def _window_records(self, windows: list[ClosedWindow]) -> list[SinkRecord]:
         st = self.state
         assert st is not None
-        return [
-            WindowStats(
-                window=spec.name,
-                device_id=st.device_id,
-                metric=metric,
-                start_ms=start,
-                end_ms=end,
-                count=s.count,
-                avg=s.avg,
-                min=s.min,
-                max=s.max,
-                p99=s.p99,
+        if not windows:
+            return []
+        device = st.device_id
+        records: list[SinkRecord] = []
+        # All windows at once: a backlog closes dozens per batch (see `summarize_blocks`).
+        for w, rows in zip(windows, summarize_blocks([w.values for w in windows]), strict=True):
+            name, start, end = w.spec.name, w.start_ms, w.end_ms
+            records.extend(
+                # Positional, in `WindowStats`' field order: window, device, metric, bounds, aggregates.
+                WindowStats(name, device, metric, start, end, *aggregates)
+                for metric, aggregates in zip(METRICS, rows, strict=True)
             )
-            for metric, s in zip(METRICS, summarize_rows(values), strict=True)
-        ]
+        return records
 
 
 class ActivityLogic(StatefulBatchLogic[ActivityBlock, KeyOutput, bytes]):

@@ -31,15 +31,30 @@ class FlowMetrics(Collector):
 
     def observe(self, _step_id: str, record: SinkRecord) -> None:
         """Take note of one emitted record (a Bytewax `inspect` callback)."""
-        if isinstance(record, WindowStats):
-            with self._lock:
-                self._windows[record.window] += 1
-        elif isinstance(record, Alert):
-            with self._lock:
-                self._alerts[record.severity.value] += 1
-        elif isinstance(record, PipelineCounters):
-            with self._lock:
-                self._counters = record
+        self.observe_batch([record])
+
+    def observe_batch(self, records: list[SinkRecord]) -> list[SinkRecord]:
+        """Take note of a batch of emitted records; return them unchanged.
+
+        For a `flat_map_batch` step: one call and one lock per batch rather than
+        per record (a backlog emits thousands of window results per batch).
+        """
+        windows: Counter[str] = Counter()
+        alerts: Counter[str] = Counter()
+        counters: PipelineCounters | None = None
+        for record in records:
+            if isinstance(record, WindowStats):
+                windows[record.window] += 1
+            elif isinstance(record, Alert):
+                alerts[record.severity.value] += 1
+            elif isinstance(record, PipelineCounters):
+                counters = record
+        with self._lock:
+            self._windows.update(windows)
+            self._alerts.update(alerts)
+            if counters is not None:
+                self._counters = counters
+        return records
 
     def collect(self) -> Iterable[Metric]:
         """The current values (called on each scrape)."""

@@ -16,6 +16,7 @@ assembled from shared panes, so each value is stored once.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,3 +103,45 @@ def summarize_rows(values: np.ndarray) -> list[Summary]:
         Summary(count=n, avg=avg, min=lo, max=hi, p99=_lerp(a, b, weight))
         for avg, lo, hi, a, b in zip(sums, mins, maxs, lows, highs, strict=True)
     ]
+
+
+Aggregates = tuple[int, float, float, float, float]
+"""(count, avg, min, max, p99) of one series of one window: `Summary`'s fields, as a tuple."""
+
+
+def summarize_blocks(blocks: Sequence[np.ndarray]) -> list[list[Aggregates]]:
+    """Aggregates of every row of every block: ``out[i][r]`` is row `r` of ``blocks[i]``.
+
+    Each block is a non-empty (series, values) array of one window; all blocks
+    have the same number of series. Blocks with the same number of values are
+    stacked and done in one sort and one sum (a backlog closes dozens of windows
+    at once, and a numpy call per window costs more than its work). Each result
+    equals `summarize` of that row alone, bit for bit: every row is sorted alone
+    and summed as a contiguous row (numpy reduces the last axis of a C-ordered
+    array row by row, pairwise, as it does a 1-D array), and the p99 applies
+    numpy's interpolation elementwise with the same float operations as `_lerp`.
+    """
+    out: list[list[Aggregates]] = [[] for _ in blocks]
+    by_count: dict[int, list[int]] = {}
+    for i, block in enumerate(blocks):
+        if block.ndim != 2 or block.shape[1] == 0:
+            raise ValueError("expected non-empty (series, values) arrays")
+        by_count.setdefault(int(block.shape[1]), []).append(i)
+    for n, members in by_count.items():
+        stacked = np.stack([blocks[i] for i in members]) if len(members) > 1 else blocks[members[0]][None]
+        # C order: each row contiguous, so its sum is the 1-D pairwise sum (not so a strided row).
+        ordered = np.ascontiguousarray(np.sort(stacked, axis=2))
+        lower, upper, weight = _p99_neighbours(n)
+        a = ordered[:, :, lower]
+        b = ordered[:, :, upper]
+        diff = b - a
+        # numpy's _lerp with a scalar weight: the same two one-sided forms, elementwise.
+        p99s = (b - diff * (1 - weight) if weight >= 0.5 else a + diff * weight).tolist()
+        avgs = (ordered.sum(axis=2) / n).tolist()
+        mins = ordered[:, :, 0].tolist()
+        maxs = ordered[:, :, -1].tolist()
+        for j, i in enumerate(members):
+            out[i] = [
+                (n, avg, lo, hi, p) for avg, lo, hi, p in zip(avgs[j], mins[j], maxs[j], p99s[j], strict=True)
+            ]
+    return out

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from flows.stats import p99, summarize, summarize_rows
+from flows.stats import p99, summarize, summarize_blocks, summarize_rows
 
 
 @pytest.mark.parametrize("n", [*range(1, 130), 999, 1000, 1001, 4321, 9999, 10_000])
@@ -62,3 +62,47 @@ def test_rows_of_a_column_major_array_are_summarised_the_same():
     rng = np.random.default_rng(5)
     rows = np.asfortranarray(rng.normal(0, 1, (3, 1001)))
     assert summarize_rows(rows) == [summarize(r) for r in np.ascontiguousarray(rows)]
+
+
+def _row_reference(row):
+    return (
+        row.size,
+        summarize(row).avg,
+        float(np.min(row)),
+        float(np.max(row)),
+        float(np.percentile(row, 99)),
+    )
+
+
+def test_blocks_of_many_windows_are_summarised_as_each_row_alone():
+    rng = np.random.default_rng(6)
+    sizes = [1, 2, 7, 8, 9, 20, 20, 21, 99, 100, 101, 120, 120, 127, 128, 129, 255, 256, 257, 1001, 4097, 20]
+    blocks = []
+    for i, n in enumerate(sizes):
+        block = rng.normal(0, 1, (3, n)) * np.array([[0.3], [1.0], [0.5]]) + np.array(
+            [[21.0], [45.0], [1013.0]]
+        )
+        if i % 3 == 1:
+            block = np.round(block, 1)  # ties
+        if i % 4 == 2:
+            block = np.asfortranarray(block)  # strided rows, as concatenated panes may be
+        blocks.append(block)
+    got = summarize_blocks(blocks)
+    assert len(got) == len(blocks)
+    for block, rows in zip(blocks, got, strict=True):
+        assert rows == [_row_reference(r) for r in np.ascontiguousarray(block)]
+
+
+def test_a_block_summary_equals_the_row_summary_bit_for_bit():
+    rng = np.random.default_rng(7)
+    block = rng.exponential(2.0, (3, 613))
+    rows = summarize_rows(block)
+    assert summarize_blocks([block, block[:, :100], block])[0] == [
+        (s.count, s.avg, s.min, s.max, s.p99) for s in rows
+    ]
+
+
+def test_blocks_need_values():
+    with pytest.raises(ValueError, match="non-empty"):
+        summarize_blocks([np.zeros((3, 2)), np.zeros((3, 0))])
+    assert summarize_blocks([]) == []
