@@ -89,7 +89,8 @@ _SEVERITIES = (Severity.NONE, Severity.WARNING, Severity.CRITICAL)
 _SCALAR_RUN = 16
 _MAX_RUN = 512
 _SUMS = 5
-"""Rows of the prefix sums: t, t², x, t·x, x² (t in s from `_t0`, x less `_shift`)."""
+"""Rows of the prefix sums: t, x, t², t·x, x² (t in s from `_t0`, x less `_shift`): in this order, the
+fit takes pairs of rows in one numpy call."""
 _MIN_SPREAD_S2 = 1e-6
 """Σ(tᵢ - t̄)² (s²) below which the baseline's times are taken as one instant: no slope is fitted."""
 _Flagged = tuple[float, float, float, int]
@@ -318,7 +319,7 @@ class ZScoreDetector:
             x = state["_x"]
             assert isinstance(x, np.ndarray)
             head = np.zeros(_SUMS, dtype=np.float64)
-            head[2], head[4] = float(state.pop("_p1")), float(state.pop("_p2"))  # type: ignore[arg-type]
+            head[1], head[4] = float(state.pop("_p1")), float(state.pop("_p2"))  # type: ignore[arg-type]
             newest = int(state["_newest"])  # type: ignore[call-overload]
             state.update(detrend=False, _min_n=2, _t0=newest, _tm=np.full(x.shape[0], newest), _p=head)
         for name, value in state.items():
@@ -439,50 +440,57 @@ class ZScoreDetector:
         return rows
 
     def _fill_rows(self, rows: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
-        u, uu, xc, ux, xx = rows
-        np.subtract(times, self._t0, out=u, casting="unsafe")
-        u /= 1000.0
-        np.multiply(u, u, out=uu)
-        np.subtract(values, self._shift, out=xc)
-        np.multiply(u, xc, out=ux)
-        np.multiply(xc, xc, out=xx)
+        np.subtract(times, self._t0, out=rows[0], casting="unsafe")
+        rows[0] /= 1000.0
+        np.subtract(values, self._shift, out=rows[1])
+        np.multiply(rows[0:1], rows[0:2], out=rows[2:4])  # t², t·x
+        np.multiply(rows[1], rows[1], out=rows[4])
 
     def _fit_block(
-        self, s: np.ndarray, n: float | np.ndarray, u: np.ndarray, xc: np.ndarray, out: np.ndarray | None = None
+        self, s: np.ndarray, n: float | np.ndarray, ux: np.ndarray, out: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(expected value - shift, standard error, z) of each reading from its baseline's sums `s`.
 
-        `_fit_one` does the same IEEE operations in the same order on Python floats.
+        `ux` holds the readings' own rows t and x. `_fit_one` does the same IEEE operations in
+        the same order on Python floats (numpy calls on pairs of rows, or in place, change
+        nothing: each element goes through the same operations).
         """
-        su, suu, sx, sux, sxx = s
-        mu = su / n
-        mx = sx / n
-        vuu = suu - su * mu
-        vux = sux - su * mx
-        vxx = sxx - sx * mx
+        m = s.shape[1]
+        means = s[0:2] / n  # t̄, x̄
+        mu, mx = means
+        v = np.empty((3, m), dtype=np.float64)
+        np.multiply(s[0:1], means, out=v[0:2])  # Σt·t̄, Σt·x̄
+        np.multiply(s[1], mx, out=v[2])  # Σx·x̄
+        np.subtract(s[2:5], v, out=v)
+        vuu, vux, vxx = v
         if self.detrend:
+            d = np.subtract(ux[0], mu)
             ok = vuu > _MIN_SPREAD_S2
-            b = np.divide(vux, vuu, out=np.zeros_like(vux), where=ok)
-            d = u - mu
-            mean_c = mx + b * d
-            var = vxx - b * vux
+            if ok.all():
+                b = vux / vuu
+                lever = np.multiply(d, d)
+                lever /= vuu
+            else:
+                b = np.divide(vux, vuu, out=np.zeros_like(vux), where=ok)
+                lever = np.divide(np.multiply(d, d), vuu, out=np.zeros_like(d), where=ok)
+            mean_c = np.multiply(b, d, out=d)
+            mean_c += mx
+            var = np.multiply(b, vux, out=b)
+            np.subtract(vxx, var, out=var)
             var /= n - 2
-            lever = np.multiply(d, d, out=d)
-            np.divide(lever, vuu, out=lever, where=ok)
-            lever[~ok] = 0.0
             lever += 1.0 + 1.0 / n
             var *= lever
         else:
             mean_c = mx
-            var = vxx / (n - 1)
+            var = np.divide(vxx, n - 1, out=vxx)
         std = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
-        z = np.subtract(xc, mean_c, out=out)
+        z = np.subtract(ux[1], mean_c, out=out)
         z /= np.maximum(std, self.min_std)
         return mean_c, std, z
 
     def _fit_one(self, n: int, s: list[float], u: float, xc: float) -> tuple[float, float, float]:
         """`_fit_block` for one reading, with Python floats (bit-identical)."""
-        su, suu, sx, sux, sxx = s
+        su, sx, suu, sux, sxx = s
         mu = su / n
         mx = sx / n
         vuu = suu - su * mu
@@ -571,7 +579,7 @@ class ZScoreDetector:
         self._cm[hi] = newest
         self._tm[hi] = t
         self._x[hi] = x
-        p[:, hi + 1] = (head[0] + u, head[1] + u * u, head[2] + xc, head[3] + u * xc, head[4] + xc * xc)
+        p[:, hi + 1] = (head[0] + u, head[1] + xc, head[2] + u * u, head[3] + u * xc, head[4] + xc * xc)
         self._lo = max(self._lo, hi - count)
         self._hi = hi + 1
         self._newest = newest
@@ -620,12 +628,11 @@ class ZScoreDetector:
         sums[:, : window + 1] = self._p[:, hi - window : hi + 1]
         block = sums[:, window + 1 :]
         self._fill_rows(block, times, values)
-        u = block[0].copy()
-        xc = block[2].copy()
+        ux = block[:2].copy()
         tail = sums[:, window:]
         np.cumsum(tail, axis=1, out=tail)
         s = sums[:, window : window + m] - sums[:, :m]
-        mean_c, std, z = self._fit_block(s, float(window), u, xc, out=scores)
+        mean_c, std, z = self._fit_block(s, float(window), ux, out=scores)
         take = m
         flagged: _Flagged | None = None
         if window >= self.warmup:  # else the baseline never holds enough readings to flag
@@ -723,7 +730,7 @@ class ZScoreDetector:
         self._tm[hi] = t
         self._x[hi] = value
         head = self._p[:, hi].tolist()
-        self._p[:, hi + 1] = (head[0] + u, head[1] + u * u, head[2] + xc, head[3] + u * xc, head[4] + xc * xc)
+        self._p[:, hi + 1] = (head[0] + u, head[1] + xc, head[2] + u * u, head[3] + u * xc, head[4] + xc * xc)
         self._hi = hi + 1
         self._since_anchor += 1
         if self._since_anchor >= self._recentre_every:
@@ -737,8 +744,7 @@ class ZScoreDetector:
         p = np.empty((_SUMS, m + 1), dtype=np.float64)
         p[:, 0] = self._p[:, hi]
         self._fill_rows(p[:, 1:], times, values)
-        u = p[0, 1:].copy()
-        xc = p[2, 1:].copy()
+        ux = p[:2, 1:].copy()
         np.cumsum(p, axis=1, out=p)
         window = self.window
         if self.window_ms is None and hi - lo >= window:
@@ -747,7 +753,7 @@ class ZScoreDetector:
                 heads = self._p[:, hi - window : hi - window + m]
             else:
                 heads = np.concatenate((self._p[:, hi - window : hi], p[:, : m - window]), axis=1)
-            mean_c, std, z = self._fit_block(p[:, :m] - heads, float(window), u, xc)
+            mean_c, std, z = self._fit_block(p[:, :m] - heads, float(window), ux)
             count = np.full(m, window, dtype=np.int64)
             newest = np.maximum.accumulate(times)
             np.maximum(newest, self._newest, out=newest)
@@ -765,7 +771,7 @@ class ZScoreDetector:
             starts = np.maximum(starts, np.minimum(cut, ends))
         count = ends - starts
         s = p_all[:, ends - lo] - p_all[:, starts - lo]
-        mean_c, std, z = self._fit_block(s, np.maximum(count, self._min_n), u, xc)
+        mean_c, std, z = self._fit_block(s, np.maximum(count, self._min_n), ux)
         z[count < self._min_n] = 0.0
         return _Baseline(count, mean_c, std, z, p[:, 1:], newest)
 

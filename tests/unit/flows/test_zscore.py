@@ -452,7 +452,7 @@ def test_a_snapshot_from_before_the_local_line_goes_on_with_the_flat_mean():
     p = state.pop("_p")
     for name in ("_tm", "_t0", "_min_n", "detrend"):
         del state[name]
-    state.update(_p1=float(p[2]), _p2=float(p[4]))
+    state.update(_p1=float(p[1]), _p2=float(p[4]))
     old = ZScoreDetector.__new__(ZScoreDetector)
     old.__setstate__(state)
     assert old.detrend is False
