@@ -88,6 +88,7 @@ _NO_TIME = -(2**62)
 _SEVERITIES = (Severity.NONE, Severity.WARNING, Severity.CRITICAL)
 _SCALAR_RUN = 16
 _MAX_RUN = 512
+_FIT_CHUNK = 96
 _SUMS = 5
 """Rows of the prefix sums: t, x, t², t·x, x² (t in s from `_t0`, x less `_shift`): in this order, the
 fit takes pairs of rows in one numpy call."""
@@ -631,28 +632,36 @@ class ZScoreDetector:
         ux = block[:2].copy()
         tail = sums[:, window:]
         np.cumsum(tail, axis=1, out=tail)
-        s = sums[:, window : window + m] - sums[:, :m]
-        mean_c, std, z = self._fit_block(s, float(window), ux, out=scores)
         take = m
         flagged: _Flagged | None = None
-        if window >= self.warmup:  # else the baseline never holds enough readings to flag
-            above = np.abs(z) >= self.warning_z
-            if spike:
-                above[cut] = False  # the capped value is not a reading
-            first = int(above.argmax())
-            if above[first]:
-                if spike and first < cut:
-                    return None  # the episode goes on: no cap joins
-                take = first
-                zf = float(z[first])
-                level = 2 if abs(zf) >= self.critical_z else 1
-                flagged = (zf, float(mean_c[first]), float(std[first]), level)
+        check = window >= self.warmup  # else the baseline never holds enough readings to flag
+        # The fit, most of the work, goes a chunk at a time: what follows a flagged reading is
+        # scored again after it, so scoring it now would be wasted.
+        c0 = 0
+        while c0 < m:
+            c1 = min(m, c0 + _FIT_CHUNK if c0 or not spike else max(_FIT_CHUNK, cut + 1))
+            s = sums[:, window + c0 : window + c1] - sums[:, c0:c1]
+            mean_c, std, z = self._fit_block(s, float(window), ux[:, c0:c1], out=scores[c0:c1])
+            if check:
+                above = np.abs(z) >= self.warning_z
+                if spike and not c0:
+                    above[cut] = False  # the capped value is not a reading
+                first = int(above.argmax())
+                if above[first]:
+                    if spike and c0 + first < cut:
+                        return None  # the episode goes on: no cap joins
+                    take = c0 + first
+                    zf = float(z[first])
+                    level = 2 if abs(zf) >= self.critical_z else 1
+                    flagged = (zf, float(mean_c[first]), float(std[first]), level)
+                    break
+            c0 = c1
         if not spike:
             if take:
                 self._take_steady(times, values, sums[:, window + 1 : window + 1 + take], take)
             return take, flagged
-        z_out[:cut] = z[:cut]
-        z_out[cut:] = z[cut + 1 :]
+        z_out[:cut] = scores[:cut]
+        z_out[cut:] = scores[cut + 1 :]
         self._end_episode()
         # _step moves the baseline's start along with each cooldown reading, the cap moves nothing.
         back = 1 if take > cut + 1 else 2
