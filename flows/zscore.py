@@ -319,10 +319,10 @@ class ZScoreDetector:
             # the flat mean it was built with (its time rows are zero: entries at `_t0`).
             x = state["_x"]
             assert isinstance(x, np.ndarray)
-            head = np.zeros(_SUMS, dtype=np.float64)
-            head[1], head[4] = float(state.pop("_p1")), float(state.pop("_p2"))  # type: ignore[arg-type]
+            sums = np.zeros(_SUMS, dtype=np.float64)
+            sums[1], sums[4] = float(state.pop("_p1")), float(state.pop("_p2"))  # type: ignore[arg-type]
             newest = int(state["_newest"])  # type: ignore[call-overload]
-            state.update(detrend=False, _min_n=2, _t0=newest, _tm=np.full(x.shape[0], newest), _p=head)
+            state.update(detrend=False, _min_n=2, _t0=newest, _tm=np.full(x.shape[0], newest), _p=sums)
         for name, value in state.items():
             setattr(self, name, value)
         n = self._hi
@@ -398,7 +398,8 @@ class ZScoreDetector:
             # The cap joins as one more entry: a run must not reach a re-centring with it.
             run = min(m - i, self._recentre_every - self._since_anchor - 1, _MAX_RUN)
             if run > self.cooldown + _SCALAR_RUN and self._after_spike():
-                done = self._steady_run(times[i : i + run], values[i : i + run], z_out[i : i + run], spike=True)
+                part = slice(i, i + run)
+                done = self._steady_run(times[part], values[part], z_out[part], spike=True)
                 if done is not None:
                     take, flagged = done
                     i = self._after_run(i, take, run, flagged, times, values, level_out, raised_out, alerts)
