@@ -38,7 +38,12 @@ matrix over every report once a full span of readings exists, and over the
 reports whose whole span lies inside an injected drift. Pure Python, no services.
 The last line of output is ``BENCH_JSON {...}``.
 
-    .venv/bin/python -m bench.bench_detection [--minutes 60] [--devices 10]
+``--variant k=v,k=v`` (repeatable) instead scores the same simulated data with
+the detector's defaults overridden (any `ZScoreDetector` keyword; ``detrend=0``
+for the flat mean) and prints one markdown table row per variant: the sweep
+behind the defaults (``bench/results/detection-sweep.md``).
+
+    .venv/bin/python -m bench.bench_detection [--minutes 60] [--devices 10] [--seed 7] [--variant ...]
 """
 
 from __future__ import annotations
@@ -332,17 +337,77 @@ def detection_result(tally: DetectionTally) -> dict[str, object]:
     }
 
 
+def parse_variant(text: str, defaults: dict) -> dict:
+    """``"window=40,detrend=0"`` -> the detector's keyword arguments with those overridden."""
+    kw = dict(defaults)
+    for item in filter(None, text.split(",")):
+        key, _, raw = item.partition("=")
+        if key == "detrend":
+            kw[key] = raw not in ("0", "false", "False")
+        elif key == "window_s":
+            kw[key] = float(raw)
+        elif key in kw:
+            kw[key] = type(kw[key])(raw)
+        else:
+            raise SystemExit(f"unknown detector setting {key!r} in --variant {text!r}")
+    return kw
+
+
+def sweep(variants: list[str], zkw: dict, times: dict, values: dict, truth: GroundTruth) -> None:
+    """Print a markdown row of detection figures per variant of the detector's settings."""
+    print(
+        "| variant | precision | recall | F1 | critical P | critical R | mean delay (readings / ms) "
+        "| false alerts: nothing injected / drift / level shift | missed |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for text in variants:
+        kw = parse_variant(text, zkw)
+        tally = DetectionTally()
+        for (device, metric), series in values.items():
+            score_series(
+                tally,
+                np.array(times[device], dtype=np.int64),
+                np.array(series),
+                truth.anomalies_of(device, metric),
+                truth.changes_of(device, metric),
+                kw,
+            )
+        r = detection_result(tally)
+        f = tally.false_by_cause
+        print(
+            f"| {text or 'defaults'} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} "
+            f"| {r['critical_precision']:.3f} | {r['critical_recall']:.3f} "
+            f"| {r['mean_delay_readings']:.2f} / {r['mean_delay_ms']:.0f} "
+            f"| {f['nothing injected']} / {f['drift']} / {f['level shift']} "
+            f"| {sum(tally.missed_by_cause.values())} |",
+            flush=True,
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60.0, help="event time simulated (default 60)")
     parser.add_argument("--devices", type=int, default=10, help="devices (default 10)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="detector settings to sweep, e.g. window=40,detrend=0 (repeatable; '' = defaults)",
+    )
     args = parser.parse_args()
 
     params = IotParams.from_settings(FlowSettings())
     zkw = dict(params.zscore)
     say("detection", f"simulating {args.minutes:g} min of {args.devices} devices")
     sim, times, values = simulate(args.minutes, args.devices, args.seed)
+    if args.variant:
+        print(
+            f"# detection sweep: {args.minutes:g} min, {args.devices} devices, seed {args.seed}, "
+            f"{len(sim.truth.anomalies)} anomalies; defaults {zkw}"
+        )
+        sweep(args.variant, zkw, times, values, sim.truth)
+        return 0
     count = sum(len(v) for v in times.values())
     truth = sim.truth
     tally = DetectionTally()

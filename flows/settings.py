@@ -109,7 +109,14 @@ class FlowSettings(KafkaConnection, SinkSettings):
         description="Events stamped further than this ahead of the flow's clock are dead-lettered, seconds.",
     )
     zscore_window: int = Field(
-        300, ge=2, le=100_000, description="Anomaly baseline: at most this many previous accepted readings."
+        60,
+        ge=3,
+        le=100_000,
+        description=(
+            "Anomaly baseline: at most this many previous accepted readings, through which a least-squares "
+            "line in event time gives each reading's expected value and its standard error. Keep its time "
+            "span short against the signal's cycles (60 readings: 30 s at 2 Hz)."
+        ),
     )
     zscore_window_s: float | None = Field(
         None,
@@ -142,7 +149,7 @@ class FlowSettings(KafkaConnection, SinkSettings):
         ),
     )
     zscore_min_std: float = Field(
-        1e-9, gt=0, description="Floor of the baseline standard deviation (a flat baseline is not 0)."
+        1e-9, gt=0, description="Floor of the baseline's standard error (a flat baseline is not 0)."
     )
     trend_span_s: float = Field(300.0, gt=0, description="Time span of the rolling trend fit, seconds.")
     trend_min_points: int = Field(10, ge=3, description="Readings a trend needs before it is not stable.")

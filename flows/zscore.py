@@ -2,16 +2,32 @@
 
 Each reading is scored against the baseline of the *accepted* readings before
 it: the last ``window`` of them (and, if ``window_s`` is set, only those from
-the last ``window_s`` seconds of event time)::
+the last ``window_s`` seconds of event time). By default (``detrend=True``) the
+baseline is the least-squares line through those readings against their event
+times, and the reading is scored by its residual from that line::
 
-    z = (value - mean(baseline)) / max(std(baseline, ddof=1), min_std)
+    expected = a + b * t                      (the window's least-squares fit)
+    s² = Σ residual² / (n - 2)                 (the baseline's residual variance)
+    se = s * sqrt(1 + 1/n + (t - t̄)² / Σ(tᵢ - t̄)²)
+    z  = (value - expected) / max(se, min_std)
+
+``se`` is the standard error of predicting one new reading from the fit (the
+textbook prediction interval), so an extrapolation from a few readings, or far
+from their centre, is trusted less. Signals move: a cycle, a drift. Against a
+flat baseline (``detrend=False``: ``expected`` is the window's mean, ``se`` its
+standard deviation) the slope of the last ``window`` readings both shifts the
+mean away from the present value and inflates the spread, so moderate spikes on
+a slope hide and, on a steep one, the noise flags; the local line takes the
+slope out of both. (What is left is the curvature over the window, which grows
+with the window's length squared: the window should be short against the
+signal's cycles, long enough for a stable spread; see docs/DESIGN.md.)
 
 |z| >= ``warning_z`` flags a reading (``critical_z`` makes it critical), once the
 baseline holds ``warmup`` readings. The design choices, each against a failure
 mode of the naive rolling z-score:
 
 * **Flagged readings stay out of the baseline**, so a burst of anomalies does not
-  inflate the mean and spread and hide the rest of the burst (or the next one).
+  inflate the fit's spread or tilt it and hide the rest of the burst (or the next one).
 * **Episodes, not alert storms**: consecutive flagged readings form one episode,
   which ends after ``cooldown`` normal readings. An alert is raised once the
   episode is *confirmed*, and again only if it escalates from warning to
@@ -19,7 +35,7 @@ mode of the naive rolling z-score:
   while the peak |z| grows, so a replay produces the same alert.
 * **Warnings are confirmed, criticals are not**: one reading past the warning
   threshold is what the noise itself produces about once in 370 readings (more
-  where the baseline lags a cycle or a trend), so a warning-level episode raises
+  where the baseline's model is off), so a warning-level episode raises
   its alert only at its ``confirm``-th flagged reading; a reading past the
   critical threshold raises it at once. Each reading's own level (`flag`,
   `Scores.level`) is reported regardless, and an unconfirmed episode's readings
@@ -30,23 +46,31 @@ mode of the naive rolling z-score:
 * **Isolated exceedances are not thrown away**: a one-reading episode is, more
   often than not, the tail of the noise (heavy tails, seasonal peaks). Leaving
   all of them out would bias the spread low and flag ever more, so when such an
-  episode ends it joins the baseline *capped* at the warning threshold: its
+  episode ends it joins the baseline *capped* at the warning threshold (the
+  expected value plus ``warning_z`` prediction errors, at its own time): its
   magnitude never leaks in. Bursts and shifts (two or more flagged readings)
   stay out entirely.
-* **Flat baselines**: the standard deviation is floored at ``min_std``, so a
+* **Flat baselines**: the standard error is floored at ``min_std``, so a
   constant series scores 0 while it stays constant and a large |z| when it moves.
 
-Speed and reproducibility: the baseline's sums are prefix sums over the accepted
-readings, extended with ``numpy.cumsum`` (a strictly sequential float
-accumulation), so a block of readings is scored with a handful of array
-operations, and the result is bit-identical whether the readings come one by
-one or in blocks of any size (`update_rows` scores several series at once,
-identically again). The sums are re-centred every few thousand accepted
-readings, at the same reading however the input was blocked, to keep
-cancellation error negligible. A series in its steady state (a full baseline,
-no time limit) takes a pared-down path (`_steady_run`) with the same arithmetic;
-runs are capped at a few hundred readings, since a flagged reading makes the
-rest of its run wasted work. Pure numpy, no I/O.
+What an `Episode` (so an alert) reports at its peak: ``mean`` is the value
+expected at the peak's time (the fitted line there; the window's mean with
+``detrend=False``) and ``std`` the prediction's standard error before the floor,
+so ``z == (value - mean) / std`` in both models.
+
+Speed and reproducibility: the fit needs five sums over the window (of t, t², x,
+t·x and x², with t in seconds from an anchor and x less a shift, both re-centred
+now and then); they are prefix sums over the accepted readings, extended with
+``numpy.cumsum`` (a strictly sequential float accumulation), so a block of
+readings is scored with a handful of array operations, and the result is
+bit-identical whether the readings come one by one or in blocks of any size
+(`update_rows` scores several series at once, identically again): the scalar
+path does the same IEEE operations in the same order. The sums are re-centred
+every few thousand accepted readings, at the same reading however the input was
+blocked, to keep cancellation error negligible. A series in its steady state (a
+full baseline, no time limit) takes a pared-down path (`_steady_run`) with the
+same arithmetic; runs are capped at a few hundred readings, since a flagged
+reading makes the rest of its run wasted work. Pure numpy, no I/O.
 """
 
 from __future__ import annotations
@@ -64,16 +88,22 @@ _NO_TIME = -(2**62)
 _SEVERITIES = (Severity.NONE, Severity.WARNING, Severity.CRITICAL)
 _SCALAR_RUN = 16
 _MAX_RUN = 512
-_EMPTY = np.zeros(0, dtype=np.float64)
+_FIT_CHUNK = 96
+_SUMS = 5
+"""Rows of the prefix sums: t, x, t², t·x, x² (t in s from `_t0`, x less `_shift`): in this order, the
+fit takes pairs of rows in one numpy call."""
+_MIN_SPREAD_S2 = 1e-6
+"""Σ(tᵢ - t̄)² (s²) below which the baseline's times are taken as one instant: no slope is fitted."""
 _Flagged = tuple[float, float, float, int]
-"""A flagged reading's z, baseline mean - shift, baseline std (before the floor) and level."""
+"""A flagged reading's z, expected value - shift, standard error (before the floor) and level."""
 
 
 class Score(NamedTuple):
     """The verdict on one reading."""
 
     z: float
-    """Standard score against the baseline before the reading (0 while the baseline has < 2 readings)."""
+    """Standard score against the baseline before the reading (0 while the baseline has too few
+    readings to fit: 3 for the local line, 2 for the flat mean)."""
     severity: Severity
     """The alert this reading raises: WARNING or CRITICAL when it confirms an episode (see
     ``ZScoreDetector(confirm=...)``) or lifts a confirmed one from warning to critical; NONE
@@ -92,9 +122,11 @@ class Episode:
     value: float
     z: float
     mean: float
-    """Baseline mean at the peak."""
+    """The value the baseline expected at the peak's time: its fitted line there (the window's
+    mean with ``detrend=False``)."""
     std: float
-    """Baseline standard deviation at the peak (before the ``min_std`` floor)."""
+    """Standard error of that expectation for one reading (the window's standard deviation with
+    ``detrend=False``), before the ``min_std`` floor: ``z == (value - mean) / std``."""
     severity: Severity
     flagged: int
     """Flagged readings in the episode so far."""
@@ -125,12 +157,10 @@ class _Baseline(NamedTuple):
     """Baseline statistics before each reading of a block (all assumed accepted)."""
 
     n: np.ndarray  # int64: readings in each baseline
-    centred: np.ndarray  # value - shift
-    mean_c: np.ndarray  # baseline mean - shift
-    std: np.ndarray
+    mean_c: np.ndarray  # expected value - shift
+    std: np.ndarray  # standard error of the prediction
     z: np.ndarray
-    p1: np.ndarray  # prefix sums after each reading, as they would be stored
-    p2: np.ndarray
+    p: np.ndarray  # (_SUMS, m): prefix sums after each reading, as they would be stored
     newest: np.ndarray  # running max event time after each reading
 
 
@@ -139,7 +169,7 @@ class ZScoreDetector:
 
     Example::
 
-        det = ZScoreDetector(window=300, warning_z=3.0, critical_z=5.0, warmup=30)
+        det = ZScoreDetector(window=60, warning_z=3.0, critical_z=5.0, warmup=30)
         z, severity = det.update(1_700_000_000_000, 21.4)
     """
 
@@ -155,17 +185,19 @@ class ZScoreDetector:
         "_flag",
         "_hi",
         "_lo",
+        "_min_n",
         "_newest",
         "_p",
-        "_p1",
-        "_p2",
         "_recentre_every",
         "_shift",
         "_since_anchor",
+        "_t0",
+        "_tm",
         "_x",
         "confirm",
         "cooldown",
         "critical_z",
+        "detrend",
         "max_episode",
         "min_std",
         "warmup",
@@ -177,7 +209,7 @@ class ZScoreDetector:
     def __init__(
         self,
         *,
-        window: int = 300,
+        window: int = 60,
         window_s: float | None = None,
         warning_z: float = 3.0,
         critical_z: float = 5.0,
@@ -186,11 +218,12 @@ class ZScoreDetector:
         max_episode: int = 30,
         min_std: float = 1e-9,
         confirm: int = 2,
+        detrend: bool = True,
     ) -> None:
         """Configure the detector.
 
         Args:
-            window: Most accepted readings in the baseline (>= 2).
+            window: Most accepted readings in the baseline (>= 2; the local line needs 3).
             window_s: If set, the baseline only holds readings from the last this many seconds
                 of event time.
             warning_z: |z| flagging a reading as a warning.
@@ -199,9 +232,11 @@ class ZScoreDetector:
             cooldown: Consecutive normal readings that end an episode (>= 1).
             max_episode: Flagged readings after which the episode is taken as a level shift and the
                 baseline restarts from them (>= 2).
-            min_std: Floor of the baseline standard deviation (> 0).
+            min_std: Floor of the standard error (> 0), in the series' unit.
             confirm: Flagged readings an episode needs before it raises a warning alert
                 (1 <= confirm <= ``max_episode``); a critical reading raises its alert at once.
+            detrend: Score against the baseline's least-squares line in event time (True), or
+                against its mean and standard deviation (False).
         """
         if window < 2 or warmup < 2 or cooldown < 1 or max_episode < 2:
             raise ValueError("window, warmup and max_episode must be >= 2 and cooldown >= 1")
@@ -213,6 +248,8 @@ class ZScoreDetector:
             raise ValueError("min_std must be > 0")
         if window_s is not None and not window_s > 0:
             raise ValueError("window_s must be > 0")
+        if detrend and window < 3:
+            raise ValueError("a detrended baseline needs window >= 3")
         self.window = window
         self.window_ms = None if window_s is None else round(window_s * 1000)
         self.warning_z = float(warning_z)
@@ -222,21 +259,28 @@ class ZScoreDetector:
         self.max_episode = max_episode
         self.min_std = float(min_std)
         self.confirm = confirm
+        self.detrend = bool(detrend)
+        self._min_n = 3 if self.detrend else 2
+        """Baseline readings a score needs (a line through 2 points leaves no residual)."""
         # Re-centring costs one pass over the baseline; every few windows keeps its share small
-        # and still bounds the growth of the prefix sums (and so their rounding error).
-        self._recentre_every = max(4 * window, 4096)
+        # and still bounds the growth of the prefix sums (and so their rounding error). The sum
+        # of t² grows with the cube of the readings since the anchor while the window's spread of
+        # times grows with the cube of its length: the line re-centres every 16 windows.
+        self._recentre_every = 16 * window if self.detrend else max(4 * window, 4096)
         self._cap = max(2 * window, 64)
         # Running max of event time when each baseline entry was taken (for the time limit).
         self._cm = np.zeros(self._cap, dtype=np.int64)
+        self._tm = np.zeros(self._cap, dtype=np.int64)
+        """Each baseline entry's own event time (the fit's regressor)."""
         self._x = np.zeros(self._cap, dtype=np.float64)
-        # Prefix sums of (x - shift) and its square: _p*[i] covers entries [0, i); one longer.
-        self._p = self._p1 = self._p2 = _EMPTY
-        self._use_sums(np.zeros((2, self._cap + 1), dtype=np.float64))
+        self._p = np.zeros((_SUMS, self._cap + 1), dtype=np.float64)
+        """Prefix sums of the rows in `_SUMS`: column i covers entries [0, i)."""
         self._lo = 0
         self._hi = 0
         self._shift = 0.0
+        self._t0 = 0
         self._anchored = False
-        """The sums are centred on the first value ever seen (then re-centred as the series moves)."""
+        """The sums are centred on the first reading ever seen (then re-centred as the series moves)."""
         self._since_anchor = 0
         self._newest = _NO_TIME
         self._ep: Episode | None = None
@@ -248,15 +292,15 @@ class ZScoreDetector:
         self._ep_recent_x: list[float] = []
 
     def __getstate__(self) -> dict[str, object]:
-        # Only the live values and the two prefix sums before them: the rest is rebuilt on
-        # restore by the same sequential sums that built it, so nothing changes by a bit.
-        state = {name: getattr(self, name) for name in self.__slots__ if name != "_p"}
+        # Only the live entries and the prefix sums before them: the rest is rebuilt on restore
+        # by the same sequential sums that built it, so nothing changes by a bit.
+        state = {name: getattr(self, name) for name in self.__slots__}
         lo, hi = self._lo, self._hi
         state.update(
             _cm=self._cm[lo:hi].copy() if self.window_ms is not None else None,
+            _tm=self._tm[lo:hi].copy(),
             _x=self._x[lo:hi].copy(),
-            _p1=self._p1.item(lo),
-            _p2=self._p2.item(lo),
+            _p=self._p[:, lo].copy(),
             _lo=0,
             _hi=hi - lo,
             _ep_recent_t=list(self._ep_recent_t),
@@ -270,20 +314,28 @@ class ZScoreDetector:
             ep = state["_ep"]
             alerted = _SEVERITIES.index(ep.severity) if isinstance(ep, Episode) else 0
             state.update(confirm=1, _ep_alerted=alerted)
+        if "detrend" not in state:
+            # A snapshot from before the local line: it kept no entry times, so it goes on with
+            # the flat mean it was built with (its time rows are zero: entries at `_t0`).
+            x = state["_x"]
+            assert isinstance(x, np.ndarray)
+            sums = np.zeros(_SUMS, dtype=np.float64)
+            sums[1], sums[4] = float(state.pop("_p1")), float(state.pop("_p2"))  # type: ignore[arg-type]
+            newest = int(state["_newest"])  # type: ignore[call-overload]
+            state.update(detrend=False, _min_n=2, _t0=newest, _tm=np.full(x.shape[0], newest), _p=sums)
         for name, value in state.items():
             setattr(self, name, value)
         n = self._hi
-        x = self._x
-        head1, head2 = float(self._p1), float(self._p2)
-        centred = x - self._shift
-        self._x = _grown(x, self._cap, np.float64)
+        head = self._p
+        self._x = _grown(self._x, self._cap, np.float64)
+        self._tm = _grown(self._tm, self._cap, np.int64)
         self._cm = _grown(
             self._cm if self._cm is not None else np.zeros(n, dtype=np.int64), self._cap, np.int64
         )
-        sums = np.zeros((2, self._cap + 1), dtype=np.float64)
-        sums[0, : n + 1] = np.cumsum(np.concatenate(([head1], centred)))
-        sums[1, : n + 1] = np.cumsum(np.concatenate(([head2], centred * centred)))
-        self._use_sums(sums)
+        self._p = np.zeros((_SUMS, self._cap + 1), dtype=np.float64)
+        self._p[:, 0] = head
+        self._p[:, 1 : n + 1] = self._rows(self._tm[:n], self._x[:n])
+        np.cumsum(self._p[:, : n + 1], axis=1, out=self._p[:, : n + 1])
 
     # --- public API -------------------------------------------------------
 
@@ -320,10 +372,10 @@ class ZScoreDetector:
         value = float(value)
         if not math.isfinite(value):
             return Score(math.nan, Severity.NONE)
+        t = int(event_time_ms)
         if not self._anchored:
-            self._shift = value
-            self._anchored = True
-        z, level, raised = self._step(int(event_time_ms), value, None)
+            self._anchor(t, value)
+        z, level, raised = self._step(t, value, None)
         self._flag = level
         return Score(z, _SEVERITIES[raised])
 
@@ -336,8 +388,7 @@ class ZScoreDetector:
         """
         m = int(values.shape[0])
         if m and not self._anchored:
-            self._shift = float(values[0])
-            self._anchored = True
+            self._anchor(int(times[0]), float(values[0]))
         z_out = np.zeros(m, dtype=np.float64)
         level_out = np.zeros(m, dtype=np.int8)
         raised_out = np.zeros(m, dtype=np.int8)
@@ -347,7 +398,8 @@ class ZScoreDetector:
             # The cap joins as one more entry: a run must not reach a re-centring with it.
             run = min(m - i, self._recentre_every - self._since_anchor - 1, _MAX_RUN)
             if run > self.cooldown + _SCALAR_RUN and self._after_spike():
-                done = self._steady_run(values[i : i + run], z_out[i : i + run], spike=True)
+                part = slice(i, i + run)
+                done = self._steady_run(times[part], values[part], z_out[part], spike=True)
                 if done is not None:
                     take, flagged = done
                     i = self._after_run(i, take, run, flagged, times, values, level_out, raised_out, alerts)
@@ -362,7 +414,7 @@ class ZScoreDetector:
             run = min(m - i, self._recentre_every - self._since_anchor, self._run_limit(), _MAX_RUN)
             done = None
             if self.window_ms is None and self._hi - self._lo >= self.window:
-                done = self._steady_run(values[i : i + run], z_out[i : i + run])
+                done = self._steady_run(times[i : i + run], values[i : i + run], z_out[i : i + run])
             if done is None:
                 done = self._general_run(times[i : i + run], values[i : i + run], z_out[i : i + run])
             take, flagged = done
@@ -375,6 +427,90 @@ class ZScoreDetector:
         return Scores(z_out, level_out, alerts, raised_out)
 
     # --- internals --------------------------------------------------------
+
+    def _anchor(self, t: int, value: float) -> None:
+        """Centre the sums on the first reading ever seen."""
+        self._shift = value
+        self._t0 = t
+        self._anchored = True
+
+    def _rows(self, times: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The rows summed (`_SUMS`) for each of a block's readings: (5, m)."""
+        m = values.shape[0]
+        rows = np.empty((_SUMS, m), dtype=np.float64)
+        self._fill_rows(rows, times, values)
+        return rows
+
+    def _fill_rows(self, rows: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
+        np.subtract(times, self._t0, out=rows[0], casting="unsafe")
+        rows[0] /= 1000.0
+        np.subtract(values, self._shift, out=rows[1])
+        np.multiply(rows[0:1], rows[0:2], out=rows[2:4])  # t², t·x
+        np.multiply(rows[1], rows[1], out=rows[4])
+
+    def _fit_block(
+        self, s: np.ndarray, n: float | np.ndarray, ux: np.ndarray, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(expected value - shift, standard error, z) of each reading from its baseline's sums `s`.
+
+        `ux` holds the readings' own rows t and x. `_fit_one` does the same IEEE operations in
+        the same order on Python floats (numpy calls on pairs of rows, or in place, change
+        nothing: each element goes through the same operations).
+        """
+        m = s.shape[1]
+        means = s[0:2] / n  # t̄, x̄
+        mu, mx = means
+        v = np.empty((3, m), dtype=np.float64)
+        np.multiply(s[0:1], means, out=v[0:2])  # Σt·t̄, Σt·x̄
+        np.multiply(s[1], mx, out=v[2])  # Σx·x̄
+        np.subtract(s[2:5], v, out=v)
+        vuu, vux, vxx = v
+        if self.detrend:
+            d = np.subtract(ux[0], mu)
+            ok = vuu > _MIN_SPREAD_S2
+            if ok.all():
+                b = vux / vuu
+                lever = np.multiply(d, d)
+                lever /= vuu
+            else:
+                b = np.divide(vux, vuu, out=np.zeros_like(vux), where=ok)
+                lever = np.divide(np.multiply(d, d), vuu, out=np.zeros_like(d), where=ok)
+            mean_c = np.multiply(b, d, out=d)
+            mean_c += mx
+            var = np.multiply(b, vux, out=b)
+            np.subtract(vxx, var, out=var)
+            var /= n - 2
+            lever += 1.0 + 1.0 / n
+            var *= lever
+        else:
+            mean_c = mx
+            var = np.divide(vxx, n - 1, out=vxx)
+        std = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
+        z = np.subtract(ux[1], mean_c, out=out)
+        z /= np.maximum(std, self.min_std)
+        return mean_c, std, z
+
+    def _fit_one(self, n: int, s: list[float], u: float, xc: float) -> tuple[float, float, float]:
+        """`_fit_block` for one reading, with Python floats (bit-identical)."""
+        su, sx, suu, sux, sxx = s
+        mu = su / n
+        mx = sx / n
+        vuu = suu - su * mu
+        vux = sux - su * mx
+        vxx = sxx - sx * mx
+        if self.detrend:
+            ok = vuu > _MIN_SPREAD_S2
+            b = vux / vuu if ok else 0.0
+            d = u - mu
+            mean_c = mx + b * d
+            var = (vxx - b * vux) / (n - 2)
+            lever = d * d / vuu if ok else 0.0
+            var *= lever + (1.0 + 1.0 / n)
+        else:
+            mean_c = mx
+            var = vxx / (n - 1)
+        std = math.sqrt(var) if var > 0.0 else 0.0
+        return mean_c, std, (xc - mean_c) / max(std, self.min_std)
 
     def _after_run(
         self,
@@ -424,28 +560,28 @@ class ZScoreDetector:
             cut = lo + int(np.searchsorted(self._cm[lo:hi], newest - self.window_ms, side="right"))
             start = max(start, cut)
         count = hi - start
-        p1_hi = self._p1.item(hi)
-        p2_hi = self._p2.item(hi)
-        s1 = p1_hi - self._p1.item(start)
-        s2 = p2_hi - self._p2.item(start)
-        centred = x - self._shift
-        mean_c = s1 / max(count, 1)
-        var = (s2 - s1 * mean_c) / max(count - 1, 1)
-        std = math.sqrt(var) if var > 0.0 else 0.0
-        z = (centred - mean_c) / max(std, self.min_std) if count >= 2 else 0.0
+        p = self._p
+        head = p[:, hi].tolist()
+        tail = p[:, start].tolist()
+        u = (t - self._t0) / 1000.0
+        xc = x - self._shift
         level = 0
-        if count >= self.warmup:
-            az = abs(z)
-            level = 2 if az >= self.critical_z else 1 if az >= self.warning_z else 0
+        z = 0.0
+        if count >= self._min_n:
+            mean_c, std, z = self._fit_one(count, [a - b for a, b in zip(head, tail, strict=True)], u, xc)
+            if count >= self.warmup:
+                az = abs(z)
+                level = 2 if az >= self.critical_z else 1 if az >= self.warning_z else 0
         if level:
             return z, level, self._on_flagged(t, x, z, mean_c, std, level, alerts)
         if hi + 1 > self._cap:
             self._make_room(1)
             hi = self._hi
+            p = self._p
         self._cm[hi] = newest
+        self._tm[hi] = t
         self._x[hi] = x
-        self._p1[hi + 1] = p1_hi + centred
-        self._p2[hi + 1] = p2_hi + centred * centred
+        p[:, hi + 1] = (head[0] + u, head[1] + xc, head[2] + u * u, head[3] + u * xc, head[4] + xc * xc)
         self._lo = max(self._lo, hi - count)
         self._hi = hi + 1
         self._newest = newest
@@ -456,13 +592,13 @@ class ZScoreDetector:
         return z, 0, 0
 
     def _steady_run(
-        self, values: np.ndarray, z_out: np.ndarray, spike: bool = False
+        self, times: np.ndarray, values: np.ndarray, z_out: np.ndarray, spike: bool = False
     ) -> tuple[int, _Flagged | None] | None:
         """Score a run with a full count-limited baseline; accept it up to its first flagged reading.
 
         The hot path of a device in its steady state, so it is `_baseline` and `_accept`
         pared down to what a full ``window`` needs (no time limit, every count equal):
-        the two prefix sums share one array, so each step is one numpy call for both,
+        the prefix sums share one array, so each step is one numpy call for all of them,
         and nothing is built that this case does not read. The IEEE operations and their
         order are `_baseline`'s (so `_step`'s): results are bit-identical.
 
@@ -473,7 +609,7 @@ class ZScoreDetector:
         changed and None is returned (the caller takes the general way).
 
         Returns:
-            (readings accepted, the first flagged reading's (z, mean - shift, std, level) or None).
+            (readings accepted, the first flagged reading's (z, expected - shift, std, level) or None).
         """
         window = self.window
         if spike:
@@ -482,55 +618,60 @@ class ZScoreDetector:
             cut = self.cooldown
             cap = ep.mean + math.copysign(self.warning_z * max(ep.std, self.min_std), ep.z)
             values = np.concatenate((values[:cut], (cap,), values[cut:]))
+            times = np.concatenate((times[:cut], (ep.peak_ms,), times[cut:]))
             scores = np.empty(values.shape[0], dtype=np.float64)
         else:
             scores = z_out
         hi = self._hi
         m = values.shape[0]
-        centred = values - self._shift
         # Columns [0, window]: the stored prefix sums at the window's head .. the newest one;
         # then the block's, continued sequentially: column window + j is the prefix before j + 1.
-        sums = np.empty((2, window + 1 + m), dtype=np.float64)
+        sums = np.empty((_SUMS, window + 1 + m), dtype=np.float64)
         sums[:, : window + 1] = self._p[:, hi - window : hi + 1]
-        sums[0, window + 1 :] = centred
-        np.multiply(centred, centred, out=sums[1, window + 1 :])
+        block = sums[:, window + 1 :]
+        self._fill_rows(block, times, values)
+        ux = block[:2].copy()
         tail = sums[:, window:]
         np.cumsum(tail, axis=1, out=tail)
-        s = sums[:, window : window + m] - sums[:, :m]
-        s1 = s[0]
-        mean_c = s1 / float(window)
-        var = s[1] - s1 * mean_c
-        var /= float(window - 1)
-        std = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
-        z = np.subtract(centred, mean_c, out=scores)
-        z /= np.maximum(std, self.min_std)
         take = m
         flagged: _Flagged | None = None
-        if window >= self.warmup:  # else the baseline never holds enough readings to flag
-            above = np.abs(z) >= self.warning_z
-            if spike:
-                above[cut] = False  # the capped value is not a reading
-            first = int(above.argmax())
-            if above[first]:
-                if spike and first < cut:
-                    return None  # the episode goes on: no cap joins
-                take = first
-                zf = float(z[first])
-                level = 2 if abs(zf) >= self.critical_z else 1
-                flagged = (zf, float(mean_c[first]), float(std[first]), level)
+        check = window >= self.warmup  # else the baseline never holds enough readings to flag
+        # The fit, most of the work, goes a chunk at a time: what follows a flagged reading is
+        # scored again after it, so scoring it now would be wasted.
+        c0 = 0
+        while c0 < m:
+            c1 = min(m, c0 + _FIT_CHUNK if c0 or not spike else max(_FIT_CHUNK, cut + 1))
+            s = sums[:, window + c0 : window + c1] - sums[:, c0:c1]
+            mean_c, std, z = self._fit_block(s, float(window), ux[:, c0:c1], out=scores[c0:c1])
+            if check:
+                above = np.abs(z) >= self.warning_z
+                if spike and not c0:
+                    above[cut] = False  # the capped value is not a reading
+                first = int(above.argmax())
+                if above[first]:
+                    if spike and c0 + first < cut:
+                        return None  # the episode goes on: no cap joins
+                    take = c0 + first
+                    zf = float(z[first])
+                    level = 2 if abs(zf) >= self.critical_z else 1
+                    flagged = (zf, float(mean_c[first]), float(std[first]), level)
+                    break
+            c0 = c1
         if not spike:
             if take:
-                self._take_steady(values, sums[:, window + 1 : window + 1 + take], take)
+                self._take_steady(times, values, sums[:, window + 1 : window + 1 + take], take)
             return take, flagged
-        z_out[:cut] = z[:cut]
-        z_out[cut:] = z[cut + 1 :]
+        z_out[:cut] = scores[:cut]
+        z_out[cut:] = scores[cut + 1 :]
         self._end_episode()
         # _step moves the baseline's start along with each cooldown reading, the cap moves nothing.
         back = 1 if take > cut + 1 else 2
-        self._take_steady(values, sums[:, window + 1 : window + 1 + take], take, back)
+        self._take_steady(times, values, sums[:, window + 1 : window + 1 + take], take, back)
         return take - 1, flagged
 
-    def _take_steady(self, values: np.ndarray, sums: np.ndarray, k: int, back: int = 1) -> None:
+    def _take_steady(
+        self, times: np.ndarray, values: np.ndarray, sums: np.ndarray, k: int, back: int = 1
+    ) -> None:
         """Append `k` scored entries to a full count-limited baseline (`_accept` for `_steady_run`).
 
         The oldest live entry becomes the one `back` places before the newest's baseline start.
@@ -541,6 +682,7 @@ class ZScoreDetector:
         # The time-limit column (_cm) and the newest event time are only read with a time limit:
         # not kept here (`update_many` brings `_newest` up to date once per block).
         self._x[hi : hi + k] = values[:k]
+        self._tm[hi : hi + k] = times[:k]
         self._p[:, hi + 1 : hi + k + 1] = sums
         self._lo = max(self._lo, hi + k - back - self.window)
         self._hi = hi + k
@@ -559,16 +701,10 @@ class ZScoreDetector:
         take = int(hits[0]) if hits.shape[0] else run
         z_out[:] = base.z
         if take:
-            self._accept(base, values, take)
+            self._accept(base, times, values, take)
         if take == run:
             return take, None
         return take, (float(base.z[take]), float(base.mean_c[take]), float(base.std[take]), int(levels[take]))
-
-    def _use_sums(self, sums: np.ndarray) -> None:
-        """Keep the prefix sums in `sums` (2, cap + 1): rows are `_p1` and `_p2`."""
-        self._p = sums
-        self._p1 = sums[0]
-        self._p2 = sums[1]
 
     def _normal_readings(self, k: int) -> None:
         """`k` consecutive normal readings were taken: they may end the episode.
@@ -584,7 +720,7 @@ class ZScoreDetector:
                     # An isolated exceedance is the noise's own tail more often than not: leaving it
                     # out would bias the spread low (then flag more). It joins, capped at the threshold.
                     cap = self.warning_z * max(ep.std, self.min_std)
-                    self._admit(ep.mean + math.copysign(cap, ep.z))
+                    self._admit(ep.peak_ms, ep.mean + math.copysign(cap, ep.z))
 
     def _run_limit(self) -> int:
         """Readings a vector run may take before an isolated episode ends (and the baseline changes)."""
@@ -593,16 +729,18 @@ class ZScoreDetector:
             return self.cooldown - self._ep_normals
         return self._recentre_every
 
-    def _admit(self, value: float) -> None:
-        """Append a value to the baseline without scoring it (the capped isolated exceedance)."""
+    def _admit(self, t: int, value: float) -> None:
+        """Append a value at event time `t` to the baseline without scoring it (the capped exceedance)."""
         if self._hi + 1 > self._cap:
             self._make_room(1)
         hi = self._hi
-        centred = value - self._shift
+        u = (t - self._t0) / 1000.0
+        xc = value - self._shift
         self._cm[hi] = self._newest
+        self._tm[hi] = t
         self._x[hi] = value
-        self._p1[hi + 1] = self._p1.item(hi) + centred
-        self._p2[hi + 1] = self._p2.item(hi) + centred * centred
+        head = self._p[:, hi].tolist()
+        self._p[:, hi + 1] = (head[0] + u, head[1] + xc, head[2] + u * u, head[3] + u * xc, head[4] + xc * xc)
         self._hi = hi + 1
         self._since_anchor += 1
         if self._since_anchor >= self._recentre_every:
@@ -612,25 +750,25 @@ class ZScoreDetector:
         """Baseline before each reading of a block, assuming the block's readings are all accepted."""
         lo, hi = self._lo, self._hi
         m = values.shape[0]
-        centred = values - self._shift
-        # Prefix sums continued over the block: p*[j] is the prefix before reading j.
-        p1 = np.cumsum(np.concatenate((self._p1[hi : hi + 1], centred)))
-        p2 = np.cumsum(np.concatenate((self._p2[hi : hi + 1], centred * centred)))
+        # Prefix sums continued over the block: p[:, j] is the prefix before reading j.
+        p = np.empty((_SUMS, m + 1), dtype=np.float64)
+        p[:, 0] = self._p[:, hi]
+        self._fill_rows(p[:, 1:], times, values)
+        ux = p[:2, 1:].copy()
+        np.cumsum(p, axis=1, out=p)
         window = self.window
         if self.window_ms is None and hi - lo >= window:
             # Steady state: every reading's baseline is the `window` entries before it.
-            s1 = p1[:m] - _window_heads(self._p1, hi, window, p1, m)
-            s2 = p2[:m] - _window_heads(self._p2, hi, window, p2, m)
-            mean_c = s1 / float(window)
-            var = (s2 - s1 * mean_c) / float(window - 1)
-            std = np.sqrt(np.maximum(var, 0.0))
-            z = (centred - mean_c) / np.maximum(std, self.min_std)
+            if m <= window:
+                heads = self._p[:, hi - window : hi - window + m]
+            else:
+                heads = np.concatenate((self._p[:, hi - window : hi], p[:, : m - window]), axis=1)
+            mean_c, std, z = self._fit_block(p[:, :m] - heads, float(window), ux)
             count = np.full(m, window, dtype=np.int64)
             newest = np.maximum.accumulate(times)
             np.maximum(newest, self._newest, out=newest)
-            return _Baseline(count, centred, mean_c, std, z, p1[1:], p2[1:], newest)
-        p1_all = np.concatenate((self._p1[lo:hi], p1))
-        p2_all = np.concatenate((self._p2[lo:hi], p2))
+            return _Baseline(count, mean_c, std, z, p[:, 1:], newest)
+        p_all = np.concatenate((self._p[:, lo:hi], p), axis=1)
         newest = np.maximum.accumulate(np.concatenate((np.array([self._newest], dtype=np.int64), times)))[1:]
         ends = np.arange(hi, hi + m, dtype=np.int64)
         starts = np.maximum(ends - window, lo)
@@ -642,14 +780,10 @@ class ZScoreDetector:
             cut = np.searchsorted(taken_newest, newest - self.window_ms, side="right") + lo
             starts = np.maximum(starts, np.minimum(cut, ends))
         count = ends - starts
-        s1 = p1_all[ends - lo] - p1_all[starts - lo]
-        s2 = p2_all[ends - lo] - p2_all[starts - lo]
-        mean_c = s1 / np.maximum(count, 1)
-        var = (s2 - s1 * mean_c) / np.maximum(count - 1, 1)
-        std = np.sqrt(np.maximum(var, 0.0))
-        z = (centred - mean_c) / np.maximum(std, self.min_std)
-        z[count < 2] = 0.0
-        return _Baseline(count, centred, mean_c, std, z, p1[1:], p2[1:], newest)
+        s = p_all[:, ends - lo] - p_all[:, starts - lo]
+        mean_c, std, z = self._fit_block(s, np.maximum(count, self._min_n), ux)
+        z[count < self._min_n] = 0.0
+        return _Baseline(count, mean_c, std, z, p[:, 1:], newest)
 
     def _levels(self, base: _Baseline) -> np.ndarray:
         az = np.abs(base.z)
@@ -659,15 +793,15 @@ class ZScoreDetector:
         ready = base.n >= self.warmup
         return (ready & flagged).astype(np.int8) + (ready & (az >= self.critical_z)).astype(np.int8)
 
-    def _accept(self, base: _Baseline, values: np.ndarray, k: int) -> None:
+    def _accept(self, base: _Baseline, times: np.ndarray, values: np.ndarray, k: int) -> None:
         """Append the first `k` readings of a scored block to the baseline."""
         if self._hi + k > self._cap:
             self._make_room(k)
         hi = self._hi
         self._cm[hi : hi + k] = base.newest[:k]
+        self._tm[hi : hi + k] = times[:k]
         self._x[hi : hi + k] = values[:k]
-        self._p1[hi + 1 : hi + k + 1] = base.p1[:k]
-        self._p2[hi + 1 : hi + k + 1] = base.p2[:k]
+        self._p[:, hi + 1 : hi + k + 1] = base.p[:, :k]
         # Baselines only lose entries at the front: the last reading's start bounds every later one.
         start = hi + k - 1 - int(base.n[k - 1])
         if start > self._lo:
@@ -686,28 +820,29 @@ class ZScoreDetector:
         if n + k > self._cap:
             self._cap = max(2 * self._cap, n + k)
             self._cm = _grown(self._cm[lo:hi], self._cap, np.int64)
+            self._tm = _grown(self._tm[lo:hi], self._cap, np.int64)
             self._x = _grown(self._x[lo:hi], self._cap, np.float64)
-            sums = np.zeros((2, self._cap + 1), dtype=np.float64)
+            sums = np.zeros((_SUMS, self._cap + 1), dtype=np.float64)
             sums[:, : n + 1] = self._p[:, lo : hi + 1]
-            self._use_sums(sums)
+            self._p = sums
         else:
             self._cm[:n] = self._cm[lo:hi]
+            self._tm[:n] = self._tm[lo:hi]
             self._x[:n] = self._x[lo:hi]
             self._p[:, : n + 1] = self._p[:, lo : hi + 1]
         self._lo, self._hi = 0, n
 
     def _recentre(self) -> None:
-        """Re-centre the prefix sums on the baseline's current values (keeps cancellation small)."""
+        """Re-centre the prefix sums on the baseline's current entries (keeps cancellation small)."""
         n = self._hi - self._lo
         self._make_room(0)
         if n:
-            # The first live value: exact, and known identically however the input was blocked.
+            # The first live entry: exact, and known identically however the input was blocked.
             self._shift = float(self._x[0])
-        centred = self._x[:n] - self._shift
-        self._p1[0] = 0.0
-        self._p2[0] = 0.0
-        self._p1[1 : n + 1] = np.cumsum(centred)
-        self._p2[1 : n + 1] = np.cumsum(centred * centred)
+            self._t0 = int(self._tm[0])
+        self._p[:, 0] = 0.0
+        self._p[:, 1 : n + 1] = self._rows(self._tm[:n], self._x[:n])
+        np.cumsum(self._p[:, : n + 1], axis=1, out=self._p[:, : n + 1])
         self._since_anchor = 0
 
     def _on_flagged(
@@ -769,13 +904,14 @@ class ZScoreDetector:
         values = np.array(self._ep_recent_x[-self.window :], dtype=np.float64)
         self._end_episode()
         self._lo = self._hi = 0
-        self._p1[0] = self._p2[0] = 0.0
+        self._p[:, 0] = 0.0
         self._shift = float(values[0])
+        self._t0 = int(times[0])
         self._since_anchor = 0
         newest = self._newest
         self._newest = _NO_TIME
         base = self._baseline(times, values)
-        self._accept(base, values, times.shape[0])
+        self._accept(base, times, values, times.shape[0])
         self._newest = max(self._newest, newest)
 
     def _end_episode(self) -> None:
@@ -784,13 +920,6 @@ class ZScoreDetector:
         self._ep_alerted = 0
         self._ep_recent_t = []
         self._ep_recent_x = []
-
-
-def _window_heads(stored: np.ndarray, hi: int, window: int, block: np.ndarray, m: int) -> np.ndarray:
-    """Prefix sums at the start of each of `m` readings' full baselines (stored ones, then the block's)."""
-    if m <= window:
-        return stored[hi - window : hi - window + m]
-    return np.concatenate((stored[hi - window : hi], block[: m - window]))
 
 
 def _grown(a: np.ndarray, size: int, dtype: type) -> np.ndarray:

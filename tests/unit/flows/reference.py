@@ -62,7 +62,7 @@ def zscore_reference(
     times: list[int],
     values: list[float],
     *,
-    window: int = 300,
+    window: int = 60,
     window_s: float | None = None,
     warning_z: float = 3.0,
     critical_z: float = 5.0,
@@ -71,11 +71,14 @@ def zscore_reference(
     max_episode: int = 30,
     min_std: float = 1e-9,
     confirm: int = 2,
+    detrend: bool = True,
 ) -> tuple[list[float], list[int], list[int], list[RefEpisode]]:
     """Per reading: z, its level (0/1/2) and the alert it raised (0/1/2); and every episode as it ended.
 
     An episode's alert is raised at its first critical reading or its `confirm`-th flagged
     reading, whichever comes first, at its peak's level; later only by a higher new peak.
+    With `detrend`, the baseline is a least-squares line in event time (``np.linalg.lstsq``)
+    and the spread the standard error of predicting one reading from it.
     """
     accepted: list[tuple[int, float, int]] = []  # (time, value, newest time when taken)
     newest = -(2**62)
@@ -92,9 +95,15 @@ def zscore_reference(
         if window_s is not None:
             horizon = newest - round(window_s * 1000)
             first = next((i for i, a in enumerate(accepted) if a[2] > horizon), len(accepted))
-        base = [a[1] for a in accepted[max(first, len(accepted) - window) :]]
+        kept = accepted[max(first, len(accepted) - window) :]
+        base = [a[1] for a in kept]
         n = len(base)
-        if n >= 2:
+        if detrend and n >= 3:
+            mean, std = line_prediction([(a[0] - t) / 1000 for a in kept], base)
+            z = (x - mean) / max(std, min_std)
+        elif detrend:
+            mean, std, z = 0.0, 0.0, 0.0
+        elif n >= 2:
             mean = float(np.mean(base))
             std = float(np.std(base, ddof=1))
             z = (x - mean) / max(std, min_std)
@@ -143,6 +152,20 @@ def zscore_reference(
         levels.append(level)
         raised.append(alert)
     return zs, levels, raised, episodes
+
+
+def line_prediction(u: list[float], x: list[float]) -> tuple[float, float]:
+    """The least-squares line of x on u (seconds before the reading) at u = 0, and its prediction error."""
+    n = len(x)
+    ua, xa = np.array(u), np.array(x)
+    spread = float(np.sum((ua - ua.mean()) ** 2))
+    if spread <= 1e-6:  # one instant: no slope
+        return float(xa.mean()), float(np.sqrt(np.sum((xa - xa.mean()) ** 2) / (n - 2) * (1 + 1 / n)))
+    design = np.column_stack([np.ones(n), ua])
+    coef = np.linalg.lstsq(design, xa, rcond=None)[0]
+    resid = xa - design @ coef
+    s2 = float(resid @ resid) / (n - 2)
+    return float(coef[0]), math.sqrt(s2 * (1 + 1 / n + ua.mean() ** 2 / spread))
 
 
 def trend_reference(

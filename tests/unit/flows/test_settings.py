@@ -29,7 +29,7 @@ def test_settings_read_pipeline_variables(monkeypatch):
         ("PIPELINE_TUMBLING_WINDOW_S", "0.0005"),
         ("PIPELINE_SLIDING_SLIDE_S", "90"),
         ("PIPELINE_ZSCORE_CRITICAL", "2.5"),
-        ("PIPELINE_ZSCORE_WINDOW", "1"),
+        ("PIPELINE_ZSCORE_WINDOW", "2"),  # a line through two readings leaves no residual
         ("PIPELINE_ZSCORE_CONFIRM", "0"),
         ("PIPELINE_ZSCORE_CONFIRM", "31"),
         ("PIPELINE_ALLOWED_LATENESS_S", "-1"),

@@ -6,7 +6,7 @@ import pytest
 
 from flows.zscore import Score, ZScoreDetector, update_rows
 from sinks.records import Severity
-from tests.unit.flows.reference import zscore_reference
+from tests.unit.flows.reference import line_prediction, zscore_reference
 
 T0 = 1_700_000_000_000
 LEVELS = {Severity.NONE: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
@@ -37,6 +37,10 @@ def _run_one_by_one(det, times, values):
         {"window": 20, "warmup": 20, "warning_z": 2.0, "critical_z": 2.5, "cooldown": 5, "max_episode": 4},
         {"window": 50, "warmup": 10, "confirm": 1},
         {"window": 60, "warmup": 10, "warning_z": 2.0, "critical_z": 4.0, "confirm": 3, "max_episode": 5},
+        {"window": 8, "warmup": 3},
+        {"detrend": False, "window": 300},
+        {"detrend": False, "window": 50, "warmup": 10},
+        {"detrend": False, "window": 80, "window_s": 40.0, "warmup": 5, "cooldown": 1, "max_episode": 6},
     ],
 )
 def test_scores_match_the_naive_reference(kwargs):
@@ -55,7 +59,15 @@ def test_scores_match_the_naive_reference(kwargs):
     np.testing.assert_allclose([s.z for s in got], zs, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"window": 40, "window_s": 15.0, "warmup": 8, "max_episode": 5}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"window": 40, "window_s": 15.0, "warmup": 8, "max_episode": 5},
+        {"detrend": False, "window": 300},
+        {"detrend": False, "window": 40, "window_s": 15.0, "warmup": 8, "max_episode": 5},
+    ],
+)
 def test_blocks_of_any_size_give_bit_identical_results(kwargs):
     times, values = _series(3000, seed=9, anomalies=60, shift_at=2000)
     times[::7] -= 2500  # out-of-order event times too
@@ -78,8 +90,9 @@ def test_blocks_of_any_size_give_bit_identical_results(kwargs):
     assert alerts and pickle.dumps(blocked.episode) == pickle.dumps(single.episode)
 
 
+@pytest.mark.parametrize("detrend", [True, False])
 @pytest.mark.parametrize("cooldown", [1, 3])
-def test_isolated_spikes_in_long_blocks_score_as_one_by_one(cooldown):
+def test_isolated_spikes_in_long_blocks_score_as_one_by_one(cooldown, detrend):
     # The steady-state path scores a spike's cooldown readings and its capped re-entry in one
     # run; a spike whose cooldown holds another flagged reading must fall back to the general way.
     times, values = _series(4000, seed=12)
@@ -87,9 +100,9 @@ def test_isolated_spikes_in_long_blocks_score_as_one_by_one(cooldown):
     spikes = rng.choice(np.arange(400, 3900), 60, replace=False)
     values[spikes] += rng.choice([-1, 1], 60) * rng.uniform(2.5, 6, 60)
     values[spikes[:10] + 2] += 4.0  # a second exceedance inside the cooldown
-    single = ZScoreDetector(window=300, cooldown=cooldown)
+    single = ZScoreDetector(window=300, cooldown=cooldown, detrend=detrend)
     one = _run_one_by_one(single, times, values)
-    blocked = ZScoreDetector(window=300, cooldown=cooldown)
+    blocked = ZScoreDetector(window=300, cooldown=cooldown, detrend=detrend)
     out = blocked.update_many(times, values)
     assert [s.z for s in one] == out.z.tolist()
     assert [LEVELS[s.severity] for s in one] == out.raised.tolist()
@@ -117,7 +130,7 @@ def test_episodes_match_the_reference_with_their_peaks():
             True,
         )
         assert ep.z == pytest.approx(ref.z, rel=1e-9)
-        assert ep.mean == pytest.approx(ref.mean, rel=1e-12)
+        assert ep.mean == pytest.approx(ref.mean, rel=1e-10)  # a fitted value: a few digits go
         assert ep.std == pytest.approx(ref.std, rel=1e-9)
 
 
@@ -137,7 +150,7 @@ def test_a_flat_series_that_moves_is_critical():
 
 
 def test_nothing_is_flagged_during_warm_up():
-    det = ZScoreDetector(warmup=30)
+    det = ZScoreDetector(warmup=30, detrend=False)  # the flat mean, so 1e6 stays an outlier after it joins
     rng = np.random.default_rng(12)
     scores = [det.update(T0 + i, float(v)) for i, v in enumerate(rng.normal(0, 1, 29))]
     assert det.update(T0 + 29, 1e6).severity is Severity.NONE  # 29 readings in the baseline
@@ -149,12 +162,14 @@ def test_single_reading_scores_zero():
     assert ZScoreDetector().update(T0, 5.0) == Score(0.0, Severity.NONE)
 
 
-def test_a_burst_is_one_episode_with_its_peak_and_does_not_pollute_the_baseline():
+@pytest.mark.parametrize("detrend", [True, False])
+def test_a_burst_is_one_episode_with_its_peak_and_does_not_pollute_the_baseline(detrend):
     rng = np.random.default_rng(13)
-    values = rng.normal(10, 0.5, 400)
+    values = rng.normal(10, 0.5, 400) + np.arange(400) * 0.002 * detrend  # a gentle slope for the line
     values[300:306] = [14.0, 16.0, 19.0, 15.0, 14.5, 13.0]
-    det = ZScoreDetector(window=200, warmup=30)
-    out = det.update_many(T0 + np.arange(400, dtype=np.int64) * 1000, values)
+    det = ZScoreDetector(window=200, warmup=30, detrend=detrend)
+    times = T0 + np.arange(400, dtype=np.int64) * 1000
+    out = det.update_many(times, values)
     burst = [ep for ep in out.alerts if ep.start_ms >= T0 + 300_000]
     assert {ep.start_ms for ep in burst} == {T0 + 300_000}, "one episode for the burst, one alert id"
     peak = burst[-1]
@@ -162,7 +177,11 @@ def test_a_burst_is_one_episode_with_its_peak_and_does_not_pollute_the_baseline(
     # Every burst reading was scored against the clean baseline, not one inflated by the burst.
     clean = values[100:300]
     for i, v in zip(range(300, 306), values[300:306], strict=True):
-        assert out.z[i] == pytest.approx((v - clean.mean()) / clean.std(ddof=1), rel=1e-9)
+        if detrend:
+            expected, se = line_prediction(((times[100:300] - times[i]) / 1000).tolist(), clean.tolist())
+        else:
+            expected, se = clean.mean(), clean.std(ddof=1)
+        assert out.z[i] == pytest.approx((v - expected) / se, rel=1e-9)
     assert det.baseline_size == 200 and det.episode is None
 
 
@@ -218,6 +237,7 @@ def test_a_restored_detector_continues_exactly():
         {"window_s": -1},
         {"confirm": 0},
         {"confirm": 31, "max_episode": 30},
+        {"window": 2},  # a line through two readings leaves no residual to scale by
     ],
 )
 def test_bad_configuration_is_refused(kwargs):
@@ -273,7 +293,7 @@ def test_an_episode_raises_an_alert_when_it_starts_and_again_only_when_it_turns_
 
 
 def test_an_isolated_exceedance_joins_the_baseline_capped_and_a_burst_does_not():
-    det = ZScoreDetector(window=1000, warmup=30, cooldown=2)
+    det = ZScoreDetector(window=1000, warmup=30, cooldown=2, detrend=False)  # flat: checked by hand
     n = _steady(det)
     det.update(T0 + n, 50.0)
     spike = det.episode
@@ -334,7 +354,7 @@ def _hand_baseline(n=200, seed=26):
 
 
 def test_a_single_warning_reading_raises_no_alert_but_is_flagged():
-    det = ZScoreDetector(window=1000, warmup=30)  # confirm=2 by default
+    det = ZScoreDetector(window=1000, warmup=30, detrend=False)  # confirm=2 by default; flat: by hand
     n = _steady(det)
     mean, std = _hand_baseline()
     z, severity = det.update(T0 + n, 4.0)
@@ -388,3 +408,54 @@ def test_a_snapshot_from_before_confirmation_keeps_alerting_every_episode():
     old.__setstate__(state)
     assert (old.confirm, old.alerted) == (1, Severity.WARNING)
     assert old.update(T0 + n + 1, 4.5).severity is Severity.NONE, "already alerted: no second alert"
+
+
+def test_a_two_reading_window_is_allowed_for_the_flat_mean():
+    assert ZScoreDetector(window=2, warmup=2, detrend=False).update(T0, 1.0).z == 0.0
+
+
+def _slope(n=600, seed=30):
+    """A steady rise of 3 units a minute at 2 Hz with noise 0.1: the cycle's slope, in miniature."""
+    rng = np.random.default_rng(seed)
+    times = T0 + np.arange(n, dtype=np.int64) * 500
+    return times, 0.025 * np.arange(n) + rng.normal(0, 0.1, n)
+
+
+def test_a_steady_slope_is_normal_for_the_line_but_hides_a_spike_from_the_flat_mean():
+    times, values = _slope()
+    values[500] += 1.5  # 15 noise sigmas
+    line = ZScoreDetector(window=60).update_many(times, values)
+    flat = ZScoreDetector(window=300, detrend=False).update_many(times, values)
+    assert [a.start_ms for a in line.alerts] == [times[500]] and line.level[500] == 2, "the spike, only"
+    assert (line.level == 2).sum() == 1 and np.abs(line.z[:500]).mean() < 1.0, "the slope itself is normal"
+    # The flat baseline lags the rise by half its window and spreads with it: the spike is under 3.
+    assert abs(flat.z[500]) < 3.0 and not flat.level[500]
+
+
+def test_an_alert_reports_the_expected_value_at_its_peak_and_its_standard_error():
+    times, values = _slope()
+    values[400] -= 2.0
+    (alert,) = ZScoreDetector(window=60).update_many(times, values).alerts
+    assert (alert.peak_ms, alert.severity) == (int(times[400]), Severity.CRITICAL)
+    (ref,) = [e for e in zscore_reference(times.tolist(), values.tolist(), window=60)[3] if e.alerted]
+    assert alert.mean == pytest.approx(ref.mean, rel=1e-12) and alert.std == pytest.approx(ref.std, rel=1e-9)
+    assert alert.mean == pytest.approx(0.025 * 400, abs=0.1), "the line's value there, not the window's mean"
+    assert alert.z == pytest.approx((alert.value - alert.mean) / alert.std, rel=1e-12)
+
+
+def test_a_snapshot_from_before_the_local_line_goes_on_with_the_flat_mean():
+    times, values = _series(1500, seed=31, anomalies=25)
+    flat = ZScoreDetector(window=120, warmup=10, detrend=False)
+    flat.update_many(times[:700], values[:700])
+    state = flat.__getstate__()
+    # What the version without the line pickled: no times, the two value sums' heads.
+    p = state.pop("_p")
+    for name in ("_tm", "_t0", "_min_n", "detrend"):
+        del state[name]
+    state.update(_p1=float(p[1]), _p2=float(p[4]))
+    old = ZScoreDetector.__new__(ZScoreDetector)
+    old.__setstate__(state)
+    assert old.detrend is False
+    assert old.update_many(times[700:], values[700:]).z.tolist() == (
+        flat.update_many(times[700:], values[700:]).z.tolist()
+    )
