@@ -121,9 +121,8 @@ class LiveData:
         self._warned_devices = False
         # Room for everything a view holds (each device's series, trend and reading; alerts), twice
         # over: a full refresh then decodes only what changed.
-        self.memo = DecodeMemo(
-            2 * (settings.dash_max_devices * len(Metric) * (settings.dash_chart_points + 2) + ALERT_SCAN_LIMIT)
-        )
+        per_device = len(Metric) * (settings.dash_chart_points + 2)
+        self.memo = DecodeMemo(2 * (settings.dash_max_devices * per_device + ALERT_SCAN_LIMIT))
         self.reads = 0
         """Redis round trips made (for tests and benchmarks)."""
 
