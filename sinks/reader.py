@@ -274,7 +274,7 @@ return out
 )
 
 
-def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+def _pairs(flat: Sequence[bytes]) -> dict[bytes | str, bytes | str]:
     """A hash from HGETALL's flat field, value list (what a Lua script returns)."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
