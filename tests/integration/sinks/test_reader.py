@@ -8,10 +8,10 @@ import pytest
 
 from sinks.layout import Layout, Update
 from sinks.reader import (
+    MAX_KEYS_PER_SCRIPT,
     ActivityQuery,
     AlertsQuery,
     AsyncReader,
-    MAX_KEYS_PER_SCRIPT,
     DecodeMemo,
     DevicesQuery,
     LatestQuery,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from sinks.layout import decode_window_stats, encode_window_stats
@@ -38,7 +40,7 @@ def test_changed_bytes_or_another_key_are_decoded_afresh():
     memo = DecodeMemo(100)
     calls: list[bytes] = []
     old = encode_window_stats(window("dev-01", Metric.TEMPERATURE, 3))
-    rewritten = encode_window_stats(window("dev-01", Metric.TEMPERATURE, 3, rng=__import__("random").Random(7)))
+    rewritten = encode_window_stats(window("dev-01", Metric.TEMPERATURE, 3, rng=random.Random(7)))
     dec = Decoding(lambda k, e: None, memo)
 
     dec.one(KEY, _decoder(calls), old)
