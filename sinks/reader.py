@@ -137,6 +137,18 @@ class DecodeMemo:
             self.hits += 1
         return item
 
+    def held(self, key: str, raws: Sequence[Any]) -> list[Any]:
+        """`get` of each member of `raws`, in one pass (None where not held)."""
+        get = self._items.get
+        found = [get((key, raw)) for raw in raws]
+        missing = 0
+        for item in found:  # not list.count(None): that calls each record's __eq__
+            if item is None:
+                missing += 1
+        self.hits += len(found) - missing
+        self.misses += missing
+        return found
+
     def put(self, key: str, raw: Any, item: Any) -> None:
         """Hold `item`, decoded from member `raw` of `key`."""
         if len(self._items) >= self.capacity:
@@ -165,6 +177,9 @@ class Decoding:
             held: R | None = memo.get(key, raw)
             if held is not None:
                 return held
+        return self._decode(key, decode, raw, memo)
+
+    def _decode(self, key: str, decode: Callable[[A], R], raw: A, memo: DecodeMemo | None) -> R | None:
         try:
             item = decode(raw)
         except DECODE_ERRORS as exc:
@@ -177,9 +192,13 @@ class Decoding:
 
     def each(self, key: str, raws: Sequence[A], decode: Callable[[A], R]) -> list[R]:
         """Decode every member of `raws` that decodes, in order."""
+        memo = self._memo if raws and isinstance(raws[0], bytes | tuple) else None
+        if memo is None:
+            return [item for raw in raws if (item := self._decode(key, decode, raw, None)) is not None]
         out = []
-        for raw in raws:
-            item = self.one(key, decode, raw)
+        # One lookup pass, then decode only the misses: a full refresh re-reads thousands of members.
+        for raw, held in zip(raws, memo.held(key, raws), strict=True):
+            item = held if held is not None else self._decode(key, decode, raw, memo)
             if item is not None:
                 out.append(item)
         return out
@@ -244,6 +263,9 @@ def _series_key(layout: Layout, window: str, device_id: str, metric: Metric) -> 
 def _trend_key(layout: Layout, device_id: str, metric: Metric) -> str:
     return layout.trend(device_id, metric)
 
+
+METRICS = tuple(Metric)
+"""Every metric, in order (iterating the enum itself is slow on a hot path)."""
 
 MAX_KEYS_PER_SCRIPT = 300
 """Most keys one script call reads (a 300-key call runs in well under a millisecond)."""
@@ -369,7 +391,7 @@ class TrendsQuery(Query[dict[tuple[str, Metric], TrendState]]):
             check_component(device_id, "device id")
 
     def _keys(self, layout: Layout) -> list[str]:
-        return [_trend_key(layout, d, m) for d in self.device_ids for m in Metric]
+        return [_trend_key(layout, d, m) for d in self.device_ids for m in METRICS]
 
     @override
     def queue(self, pipe: Pipeline, layout: Layout) -> None:
@@ -384,7 +406,7 @@ class TrendsQuery(Query[dict[tuple[str, Metric], TrendState]]):
         trends = {}
         hashes = ReadScript.replies(replies, calls)
         for key, (device_id, metric), flat in zip(
-            keys, ((d, m) for d in self.device_ids for m in Metric), hashes, strict=True
+            keys, ((d, m) for d in self.device_ids for m in METRICS), hashes, strict=True
         ):
             if not flat:
                 continue
@@ -426,14 +448,14 @@ class DevicesQuery(Query[DeviceData]):
         object.__setattr__(self, "_trends", TrendsQuery(tuple(device_id for device_id, _ in self.since)))
 
     def _keys(self, layout: Layout) -> list[str]:
-        return [_series_key(layout, self.window, d, m) for d, _ in self.since for m in Metric]
+        return [_series_key(layout, self.window, d, m) for d, _ in self.since for m in METRICS]
 
     @override
     def queue(self, pipe: Pipeline, layout: Layout) -> None:
         args: list[int | str] = []
         for _, start_ms in self.since:
             bound = _bound(start_ms, "-inf")
-            for _ in Metric:
+            for _ in METRICS:
                 args += (bound, self.points)
         NEWEST_MEMBERS.queue(pipe, self._keys(layout), args)
         self._trends.queue(pipe, layout)
@@ -445,7 +467,7 @@ class DevicesQuery(Query[DeviceData]):
         members = ReadScript.replies(replies, calls)
         series: dict[tuple[str, Metric], list[WindowStats]] = {}
         for key, (device_id, metric), newest_first in zip(
-            keys, ((d, m) for d, _ in self.since for m in Metric), members, strict=True
+            keys, ((d, m) for d, _ in self.since for m in METRICS), members, strict=True
         ):
             series[device_id, metric] = dec.each(
                 key,
