@@ -5,8 +5,9 @@ non-transactional pipeline and decodes the replies into the records of
 `sinks.records`, going through `sinks.layout` for every key and encoding.
 Reads of many keys of one kind (every device's series, every trend hash) go as
 one small read-only Lua script call (`ReadScript`) instead of a command per key:
-redis-py spends about 0.1 ms of Python per pipelined command, which at 100
-devices (600 keys) was most of a dashboard refresh.
+redis-py's asyncio pipeline spends tens of microseconds of Python per command
+(packing, a timeout per reply), which at 100 devices (600 keys) was about half
+of a dashboard refresh.
 `AsyncReader` (the dashboard's server) and `Reader` (scripts, tests) execute a
 query in one round trip. A Redis failure comes back as an `Unavailable` value,
 never as an exception: callers have to handle it (mypy sees the union), so a
