@@ -27,8 +27,11 @@ every 10 s, as the flow does. Reported: p50/p99 of the tick round trip over
 loopback (an upper bound of server time), bytes per tick, the most requests in
 flight at once (never more than the clients), skipped interval ticks, and the
 server's own count of Redis reads against data requests (its cache joins
-concurrent ticks into one read: no pile-up on Redis either). The first 3 s (each
-page's first ticks carry its whole state) are not measured. Target: p99 < 50 ms.
+concurrent ticks into one read: no pile-up on Redis either), and the server
+process's CPU time per answered tick (user + system, psutil): unlike the round
+trip, it hardly moves when other processes share the cores, so it is the figure
+to compare two versions by on a busy machine. The first 3 s (each page's first
+ticks carry its whole state) are not measured. Target: p99 < 50 ms.
 
 The last line of output is ``BENCH_JSON {...}``.
 
@@ -55,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import orjson  # noqa: E402
+import psutil  # noqa: E402
 import redis  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
@@ -223,6 +227,8 @@ class LoadClient(threading.Thread):
         self.sizes: list[int] = []
         self.errors = 0
         self.skipped = 0
+        self.answered = 0
+        """Ticks answered, warm-up included."""
 
     def run(self) -> None:
         """Tick until stopped."""
@@ -249,6 +255,7 @@ class LoadClient(threading.Thread):
             if resp is None or resp.status_code != 200:
                 self.errors += 1
             else:
+                self.answered += 1
                 if started >= self.measure_from:
                     self.times.append(elapsed)
                     self.sizes.append(len(resp.content))
@@ -325,6 +332,8 @@ def under_load(base: DashSettings, devices: int, clients: int, seconds: float) -
             )
             for i in range(clients)
         ]
+        server_process = psutil.Process(server.pid)
+        cpu_before = server_process.cpu_times()
         started = time.monotonic()
         for page in pages:
             page.measure_from = time.perf_counter() + WARMUP_S
@@ -341,6 +350,7 @@ def under_load(base: DashSettings, devices: int, clients: int, seconds: float) -
         stop.set()
         for page in pages:
             page.join(timeout=60)
+        cpu_after = server_process.cpu_times()
         after = httpx.get(f"{base_url}/metrics").text
     finally:
         stop_processes([server])
@@ -371,6 +381,11 @@ def under_load(base: DashSettings, devices: int, clients: int, seconds: float) -
         "skipped_interval_ticks": sum(p.skipped for p in pages),
         "redis_reads": reads,
         "data_requests": requests,
+        "server_cpu_ms_per_tick": (
+            (cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system)
+            * 1000
+            / max(sum(p.answered for p in pages), 1)
+        ),
         "callback_mean_ms": (cb_sum - cb_sum0) / (cb_count - cb_count0) * 1000
         if cb_count > cb_count0
         else float("nan"),
@@ -384,7 +399,8 @@ def under_load(base: DashSettings, devices: int, clients: int, seconds: float) -
     print(
         f"pile-up: at most {result['max_in_flight']} requests in flight ({clients} clients); "
         f"{result['skipped_interval_ticks']} interval ticks skipped by the gate; "
-        f"{reads:.0f} Redis reads for {requests:.0f} data requests"
+        f"{reads:.0f} Redis reads for {requests:.0f} data requests; "
+        f"server CPU {result['server_cpu_ms_per_tick']:.2f} ms per tick"
     )
     return result
 

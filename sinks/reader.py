@@ -3,6 +3,11 @@
 Every read is a *query*: a small frozen dataclass that queues its commands on a
 non-transactional pipeline and decodes the replies into the records of
 `sinks.records`, going through `sinks.layout` for every key and encoding.
+Reads of many keys of one kind (every device's series, every trend hash) go as
+one small read-only Lua script call (`ReadScript`) instead of a command per key:
+redis-py's asyncio pipeline spends tens of microseconds of Python per command
+(packing, a timeout per reply), which at 100 devices (600 keys) was about half
+of a dashboard refresh.
 `AsyncReader` (the dashboard's server) and `Reader` (scripts, tests) execute a
 query in one round trip. A Redis failure comes back as an `Unavailable` value,
 never as an exception: callers have to handle it (mypy sees the union), so a
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -98,29 +104,102 @@ def log_bad_member(key: str, error: Exception) -> None:
     log.warning("undecodable redis member skipped", key=key, error=f"{type(error).__name__}: {error}")
 
 
+class DecodeMemo:
+    """Records decoded by earlier reads, by key and exact member bytes; emptied when full.
+
+    A dashboard re-reads mostly unchanged members (trends, the latest readings,
+    alerts, every window at a full refresh); decoding one costs ~10 us (JSON and
+    a record, pydantic for readings), a lookup about one. The decoders are pure
+    and the records immutable, so a hit is exactly what decoding again gives.
+    Members that fail to decode are not kept (they are reported on every read).
+    Size it to hold what the reads see (with room for rewritten members): then it
+    is emptied rarely, and emptying costs one read's decoding.
+    """
+
+    __slots__ = ("_items", "capacity", "hits", "misses")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._items: dict[tuple[str, Any], Any] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str, raw: Any) -> Any:
+        """The record held for member `raw` of `key`, or None (then `put` it once decoded)."""
+        item = self._items.get((key, raw))
+        if item is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return item
+
+    def held(self, key: str, raws: Sequence[Any]) -> list[Any]:
+        """`get` of each member of `raws`, in one pass (None where not held)."""
+        get = self._items.get
+        found = [get((key, raw)) for raw in raws]
+        missing = 0
+        for item in found:  # not list.count(None): that calls each record's __eq__
+            if item is None:
+                missing += 1
+        self.hits += len(found) - missing
+        self.misses += missing
+        return found
+
+    def put(self, key: str, raw: Any, item: Any) -> None:
+        """Hold `item`, decoded from member `raw` of `key`."""
+        if len(self._items) >= self.capacity:
+            # Simpler and cheaper per lookup than an LRU; the next read decodes again what it needs.
+            self._items.clear()
+        self._items[key, raw] = item
+
+
 class Decoding:
     """Decodes replies member by member, skipping (and reporting) the ones that fail."""
 
-    __slots__ = ("_hook", "bad")
+    __slots__ = ("_hook", "_memo", "bad")
 
-    def __init__(self, hook: BadMemberHook) -> None:
+    def __init__(self, hook: BadMemberHook, memo: DecodeMemo | None = None) -> None:
         self._hook = hook
+        self._memo = memo
         self.bad = 0
 
     def one(self, key: str, decode: Callable[[A], R], raw: A) -> R | None:
-        """``decode(raw)``, or None (reported) when it raises a decoding error."""
+        """``decode(raw)``, or None (reported) when it raises a decoding error.
+
+        The memo serves members given as bytes or tuples of them (hash fields, as a flat tuple).
+        """
+        memo = self._memo if isinstance(raw, bytes | tuple) else None
+        if memo is not None:
+            held: R | None = memo.get(key, raw)
+            if held is not None:
+                return held
+        return self._decode(key, decode, raw, memo)
+
+    def _decode(self, key: str, decode: Callable[[A], R], raw: A, memo: DecodeMemo | None) -> R | None:
         try:
-            return decode(raw)
+            item = decode(raw)
         except DECODE_ERRORS as exc:
             self.bad += 1
             self._hook(key, exc)
             return None
+        if memo is not None:
+            memo.put(key, raw, item)
+        return item
 
     def each(self, key: str, raws: Sequence[A], decode: Callable[[A], R]) -> list[R]:
         """Decode every member of `raws` that decodes, in order."""
+        memo = self._memo if raws and isinstance(raws[0], bytes | tuple) else None
+        if memo is None:
+            return [item for raw in raws if (item := self._decode(key, decode, raw, None)) is not None]
         out = []
-        for raw in raws:
-            item = self.one(key, decode, raw)
+        # One lookup pass, then decode only the misses: a full refresh re-reads thousands of members.
+        for raw, held in zip(raws, memo.held(key, raws), strict=True):
+            item = held if held is not None else self._decode(key, decode, raw, memo)
             if item is not None:
                 out.append(item)
         return out
@@ -140,6 +219,91 @@ class Query(Protocol[T_co]):
 
 def _bound(value: int | None, default: str) -> int | str:
     return default if value is None else value
+
+
+@dataclass(frozen=True, slots=True)
+class ReadScript:
+    """A read-only Lua script run over many keys in one command; its keys come from `Layout`.
+
+    Sent with EVAL (Redis caches the compiled script by its SHA-1), so a reader
+    needs no SCRIPT LOAD round trip and survives a Redis restart or SCRIPT FLUSH.
+    """
+
+    text: str
+    args_per_key: int
+    """How many ARGV entries each key takes."""
+
+    def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any] = ()) -> int:
+        """Queue calls over `keys` (with their `args`, `args_per_key` each); returns the calls queued.
+
+        Keys go in chunks of `MAX_KEYS_PER_SCRIPT`, so one call never holds
+        Redis for long; the replies of the calls, in order, are one list per key.
+        """
+        n = self.args_per_key
+        calls = 0
+        for start in range(0, len(keys), MAX_KEYS_PER_SCRIPT):
+            chunk = keys[start : start + MAX_KEYS_PER_SCRIPT]
+            pipe.eval(self.text, len(chunk), *chunk, *args[start * n : (start + len(chunk)) * n])
+            calls += 1
+        return calls
+
+    @staticmethod
+    def replies(replies: Iterator[Any], calls: int) -> Iterator[Any]:
+        """The per-key replies of `calls` queued calls, in key order."""
+        for _ in range(calls):
+            yield from next(replies)
+
+
+@functools.lru_cache(maxsize=8192)
+def _series_key(layout: Layout, window: str, device_id: str, metric: Metric) -> str:
+    # Building a key validates its components (a regex each): cached, as a refresh names ~600 keys.
+    return layout.window_series(window, device_id, metric)
+
+
+@functools.lru_cache(maxsize=8192)
+def _trend_key(layout: Layout, device_id: str, metric: Metric) -> str:
+    return layout.trend(device_id, metric)
+
+
+METRICS = tuple(Metric)
+"""Every metric, in order (iterating the enum itself is slow on a hot path)."""
+
+MAX_KEYS_PER_SCRIPT = 300
+"""Most keys one script call reads (a 300-key call runs in well under a millisecond)."""
+
+NEWEST_MEMBERS = ReadScript(
+    """
+-- KEYS: sorted sets. ARGV, two per key: the lowest score to read ('-inf' for any) and the most
+-- members to read. Returns, per key, its highest-scored members in that range, highest first.
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('ZREVRANGEBYSCORE', key, '+inf', ARGV[2 * i - 1], 'LIMIT', 0, ARGV[2 * i])
+end
+return out
+""",
+    args_per_key=2,
+)
+
+HASHES = ReadScript(
+    """
+-- KEYS: hashes. Returns, per key, its fields and values as a flat list (empty when missing).
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('HGETALL', key)
+end
+return out
+""",
+    args_per_key=0,
+)
+
+
+def _pairs(flat: Sequence[bytes]) -> dict[bytes | str, bytes | str]:
+    """A hash from HGETALL's flat field, value list (what a Lua script returns)."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _decode_trend(flat: Sequence[bytes], device_id: str, metric: Metric) -> TrendState:
+    return decode_trend(_pairs(flat), device_id=device_id, metric=metric)
 
 
 # --- single queries ----------------------------------------------------------
@@ -227,29 +391,29 @@ class TrendsQuery(Query[dict[tuple[str, Metric], TrendState]]):
         for device_id in self.device_ids:
             check_component(device_id, "device id")
 
+    def _keys(self, layout: Layout) -> list[str]:
+        return [_trend_key(layout, d, m) for d in self.device_ids for m in METRICS]
+
     @override
     def queue(self, pipe: Pipeline, layout: Layout) -> None:
-        for device_id in self.device_ids:
-            for metric in Metric:
-                pipe.hgetall(layout.trend(device_id, metric))
+        HASHES.queue(pipe, self._keys(layout))
 
     @override
     def decode(
         self, replies: Iterator[Any], layout: Layout, dec: Decoding
     ) -> dict[tuple[str, Metric], TrendState]:
+        keys = self._keys(layout)
+        calls = -(-len(keys) // MAX_KEYS_PER_SCRIPT)
         trends = {}
-        for device_id in self.device_ids:
-            for metric in Metric:
-                fields = next(replies)
-                if not fields:
-                    continue
-                trend = dec.one(
-                    layout.trend(device_id, metric),
-                    partial(decode_trend, device_id=device_id, metric=metric),
-                    fields,
-                )
-                if trend is not None:
-                    trends[device_id, metric] = trend
+        hashes = ReadScript.replies(replies, calls)
+        for key, (device_id, metric), flat in zip(
+            keys, ((d, m) for d in self.device_ids for m in METRICS), hashes, strict=True
+        ):
+            if not flat:
+                continue
+            trend = dec.one(key, partial(_decode_trend, device_id=device_id, metric=metric), tuple(flat))
+            if trend is not None:
+                trends[device_id, metric] = trend
         return trends
 
 
@@ -270,30 +434,48 @@ class DevicesQuery(Query[DeviceData]):
     `since` maps a device to the start (ms) of the newest window the caller
     already holds, or None for a full read: that window is read again (a rewrite
     of it is picked up) with everything newer, at most `points` per metric.
+    All series go in one script call (`NEWEST_MEMBERS`), all trends in another.
     """
 
     window: str
     since: tuple[tuple[str, int | None], ...]
     points: int = 60
+    _trends: TrendsQuery = field(init=False, repr=False, compare=False)
 
-    def _series(self) -> Iterator[SeriesQuery]:
-        for device_id, start_ms in self.since:
-            for metric in Metric:
-                yield SeriesQuery(self.window, device_id, metric, start_ms=start_ms, limit=self.points)
+    def __post_init__(self) -> None:
+        check_component(self.window, "window")
+        if self.points < 1:
+            raise ValueError(f"points must be >= 1, got {self.points}")
+        object.__setattr__(self, "_trends", TrendsQuery(tuple(device_id for device_id, _ in self.since)))
 
-    def _trends(self) -> TrendsQuery:
-        return TrendsQuery(tuple(device_id for device_id, _ in self.since))
+    def _keys(self, layout: Layout) -> list[str]:
+        return [_series_key(layout, self.window, d, m) for d, _ in self.since for m in METRICS]
 
     @override
     def queue(self, pipe: Pipeline, layout: Layout) -> None:
-        for query in self._series():
-            query.queue(pipe, layout)
-        self._trends().queue(pipe, layout)
+        args: list[int | str] = []
+        for _, start_ms in self.since:
+            bound = _bound(start_ms, "-inf")
+            for _ in METRICS:
+                args += (bound, self.points)
+        NEWEST_MEMBERS.queue(pipe, self._keys(layout), args)
+        self._trends.queue(pipe, layout)
 
     @override
     def decode(self, replies: Iterator[Any], layout: Layout, dec: Decoding) -> DeviceData:
-        series = {(q.device_id, q.metric): q.decode(replies, layout, dec) for q in self._series()}
-        return DeviceData(series, self._trends().decode(replies, layout, dec))
+        keys = self._keys(layout)
+        calls = -(-len(keys) // MAX_KEYS_PER_SCRIPT)
+        members = ReadScript.replies(replies, calls)
+        series: dict[tuple[str, Metric], list[WindowStats]] = {}
+        for key, (device_id, metric), newest_first in zip(
+            keys, ((d, m) for d, _ in self.since for m in METRICS), members, strict=True
+        ):
+            series[device_id, metric] = dec.each(
+                key,
+                newest_first[::-1],
+                partial(decode_window_stats, window=self.window, device_id=device_id, metric=metric),
+            )
+        return DeviceData(series, self._trends.decode(replies, layout, dec))
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,9 +647,11 @@ class SnapshotQuery(Query[Snapshot]):
 # --- readers -----------------------------------------------------------------
 
 
-def _run(query: Query[T], layout: Layout, replies: list[Any], hook: BadMemberHook) -> T:
+def _run(
+    query: Query[T], layout: Layout, replies: list[Any], hook: BadMemberHook, memo: DecodeMemo | None
+) -> T:
     it = iter(replies)
-    result = query.decode(it, layout, Decoding(hook))
+    result = query.decode(it, layout, Decoding(hook, memo))
     assert next(it, None) is None, f"{type(query).__name__} left replies undecoded"
     return result
 
@@ -507,15 +691,18 @@ class AsyncReader:
         )
         return cls(client, Layout(prefix), on_bad_member)
 
-    async def read(self, query: Query[T]) -> T | Unavailable:
-        """Run `query` in one round trip; `Unavailable` when Redis does not answer."""
+    async def read(self, query: Query[T], memo: DecodeMemo | None = None) -> T | Unavailable:
+        """Run `query` in one round trip; `Unavailable` when Redis does not answer.
+
+        With `memo`, members decoded by earlier reads with the same memo are not decoded again.
+        """
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 query.queue(pipe, self.layout)
                 replies = await pipe.execute()
         except REDIS_ERRORS as exc:
             return Unavailable.from_error(exc)
-        return _run(query, self.layout, replies, self._on_bad_member)
+        return _run(query, self.layout, replies, self._on_bad_member, memo)
 
     async def updates(
         self,
@@ -587,15 +774,18 @@ class Reader:
         )
         return cls(client, Layout(prefix))
 
-    def read(self, query: Query[T]) -> T | Unavailable:
-        """Run `query` in one round trip; `Unavailable` when Redis does not answer."""
+    def read(self, query: Query[T], memo: DecodeMemo | None = None) -> T | Unavailable:
+        """Run `query` in one round trip; `Unavailable` when Redis does not answer.
+
+        With `memo`, members decoded by earlier reads with the same memo are not decoded again.
+        """
         try:
             with self._client.pipeline(transaction=False) as pipe:
                 query.queue(pipe, self.layout)
                 replies = pipe.execute()
         except REDIS_ERRORS as exc:
             return Unavailable.from_error(exc)
-        return _run(query, self.layout, replies, self._on_bad_member)
+        return _run(query, self.layout, replies, self._on_bad_member, memo)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -606,6 +796,7 @@ __all__ = [
     "ActivityQuery",
     "AlertsQuery",
     "AsyncReader",
+    "DecodeMemo",
     "DeviceData",
     "DevicesQuery",
     "LatestQuery",

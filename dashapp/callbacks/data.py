@@ -6,7 +6,9 @@ a read is in flight later callers join it instead of starting another, so Redis
 sees one pipeline per interval however many pages are open, and a slow Redis
 never piles reads up. Chart series are kept as rolling windows: each read asks
 only for the windows newer than the ones held (plus the newest held one, in case
-it was rewritten), and re-reads everything every ``dash_full_refresh_s``.
+it was rewritten), and re-reads everything every ``dash_full_refresh_s``. A
+`DecodeMemo` keeps what was decoded, so members read again unchanged (trends,
+alerts, every window at a full refresh) cost a lookup, not a decode.
 
 `build_board` turns a view into what the page shows (KPIs, status). Pure.
 """
@@ -25,8 +27,10 @@ import structlog
 from dashapp.metrics import DashMetrics
 from dashapp.settings import DashSettings
 from sinks.reader import (
+    ALERT_SCAN_LIMIT,
     ActivityQuery,
     AsyncReader,
+    DecodeMemo,
     DeviceData,
     DevicesQuery,
     Query,
@@ -59,12 +63,15 @@ def merge_points(held: Sequence[P], new: Sequence[P], keep: int) -> list[P]:
     `new` (oldest first) replaces every held window from its first start on, so a
     re-read window overwrites its old version instead of appearing twice.
     """
-    if new:
-        first = new[0].start_ms
-        merged = [p for p in held if p.start_ms < first]
-        merged.extend(new)
-    else:
-        merged = list(held)
+    if not new:
+        return list(held[-keep:])
+    first = new[0].start_ms
+    # Held is oldest first and a read re-reads only its newest window or two: search from the end.
+    cut = len(held)
+    while cut and held[cut - 1].start_ms >= first:
+        cut -= 1
+    merged = list(held[max(cut + len(new) - keep, 0) : cut])
+    merged.extend(new)
     return merged[-keep:]
 
 
@@ -112,6 +119,10 @@ class LiveData:
         self._last_full_ms: int | None = None
         self._inflight: asyncio.Task[LiveView] | None = None
         self._warned_devices = False
+        # Room for everything a view holds (each device's series, trend and reading; alerts), twice
+        # over: a full refresh then decodes only what changed.
+        per_device = len(Metric) * (settings.dash_chart_points + 2)
+        self.memo = DecodeMemo(2 * (settings.dash_max_devices * per_device + ALERT_SCAN_LIMIT))
         self.reads = 0
         """Redis round trips made (for tests and benchmarks)."""
 
@@ -192,7 +203,7 @@ class LiveData:
 
     async def _timed(self, name: str, query: Query[T]) -> T | Unavailable:
         started = time.perf_counter()
-        result = await self._reader.read(query)
+        result = await self._reader.read(query, self.memo)
         self._metrics.redis_read_seconds.labels(name).observe(time.perf_counter() - started)
         self.reads += 1
         return result

@@ -8,9 +8,11 @@ import pytest
 
 from sinks.layout import Layout, Update
 from sinks.reader import (
+    MAX_KEYS_PER_SCRIPT,
     ActivityQuery,
     AlertsQuery,
     AsyncReader,
+    DecodeMemo,
     DevicesQuery,
     LatestQuery,
     LeaderboardQuery,
@@ -20,11 +22,12 @@ from sinks.reader import (
     Snapshot,
     SnapshotQuery,
     StatsQuery,
+    TrendsQuery,
     Unavailable,
 )
 from sinks.records import CircuitState, Metric, PageTotal, Severity
 from tests.net import free_port
-from tests.seed import WINDOW_MS, Fleet, Seeder, alert, device_ids, window
+from tests.seed import WINDOW_MS, Fleet, Seeder, alert, device_ids, trend, window
 
 
 @pytest.fixture
@@ -98,6 +101,41 @@ def test_devices_query_since_rereads_the_held_window_and_everything_newer(seeder
     assert [p.start_ms for p in data.series["dev-01", Metric.HUMIDITY]] == [
         fleet.t0_ms + i * WINDOW_MS for i in range(6, 10)
     ]
+
+
+def test_devices_query_over_several_script_calls_matches_one_query_per_series(seeder, reader):
+    # More keys than one script call takes: the replies of the calls must line up with the keys.
+    devices = device_ids(MAX_KEYS_PER_SCRIPT // len(Metric) + 7)
+    fleet = Fleet(seeder, devices)
+    fleet.advance(4)
+    since = tuple((d, None if i % 2 else fleet.t0_ms + 2 * WINDOW_MS) for i, d in enumerate(devices))
+
+    data = reader.read(DevicesQuery("10s", since, points=3))
+
+    for d, start in since:
+        for m in Metric:
+            assert data.series[d, m] == reader.read(SeriesQuery("10s", d, m, start_ms=start, limit=3))
+            assert data.trends[d, m] == trend(d, m, 3, fleet.t0_ms)
+    assert reader.read(TrendsQuery(tuple(devices))) == data.trends
+
+
+def test_reads_with_a_memo_equal_reads_without_and_see_a_rewritten_window(seeder, reader):
+    fleet = Fleet(seeder, device_ids(3))
+    fleet.advance(5)
+    memo = DecodeMemo(10_000)
+    query = snapshot_query(fleet.devices)
+
+    first = reader.read(query, memo)
+    again = reader.read(query, memo)
+    assert first == again == reader.read(query)
+    assert memo.hits > 0
+    rewritten = window("dev-02", Metric.HUMIDITY, 4, fleet.t0_ms, rng=__import__("random").Random(9))
+    seeder.windows([rewritten])
+    fleet.advance(1)
+    after = reader.read(query, memo)
+
+    assert after == reader.read(query)
+    assert after.devices.series["dev-02", Metric.HUMIDITY][-2] == rewritten
 
 
 def test_series_query_returns_the_newest_points_of_a_range_oldest_first(seeder, reader):

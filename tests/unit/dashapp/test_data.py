@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dashapp.callbacks.data import (
     LiveView,
@@ -97,3 +99,23 @@ def test_unreachable_redis_says_since_when_and_keeps_the_last_data():
 )
 def test_format_age(seconds, text):
     assert format_age(seconds) == text
+
+
+def _merge_reference(held, new, keep):
+    if new:
+        return ([p for p in held if p.start_ms < new[0].start_ms] + list(new))[-keep:]
+    return list(held)[-keep:]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    held=st.lists(st.integers(0, 40), unique=True).map(sorted),
+    new=st.lists(st.integers(0, 45), unique=True).map(sorted),
+    keep=st.integers(1, 12),
+)
+def test_merge_points_equals_the_filter_over_every_held_window(held, new, keep):
+    # merge_points searches from the end; it must equal dropping every held window from new's first start on.
+    held_points = [window("d", Metric.TEMPERATURE, i) for i in held]
+    new_points = [window("d", Metric.TEMPERATURE, i, rng=__import__("random").Random(i)) for i in new]
+
+    assert merge_points(held_points, new_points, keep) == _merge_reference(held_points, new_points, keep)
