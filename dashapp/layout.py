@@ -47,7 +47,7 @@ ALERT_COLUMNS: list[dict[str, Any]] = [
     {"field": "metric", "maxWidth": 140},
     {"field": "value", "headerName": "Value", "maxWidth": 130},
     {"field": "z", "headerName": "z", "maxWidth": 90},
-    {"field": "baseline", "headerName": "Baseline (mean ± sd)"},
+    {"field": "baseline", "headerName": "Expected ± se"},
 ]
 
 

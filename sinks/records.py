@@ -81,9 +81,9 @@ class Alert:
     metric: Metric
     value: float
     mean: float
-    """Baseline mean before the episode."""
+    """Expected value at the peak's time: the baseline's least-squares line there (`flows.zscore`)."""
     std: float
-    """Baseline standard deviation before the episode."""
+    """Standard error of that expectation for one new reading; ``z == (value - mean) / std``."""
     z: float
     severity: Severity
     event_time_ms: int

@@ -64,12 +64,12 @@ class AlertOut(_Out):
     alert_id: str
     device_id: str
     metric: Metric
-    value: float
-    mean: float
-    std: float
+    value: float = Field(description="The episode's peak reading.")
+    mean: float = Field(description="Expected value at the peak: the baseline's least-squares line there.")
+    std: float = Field(description="Standard error of that expectation; z = (value - mean) / std.")
     z: float
     severity: Severity
-    event_time_ms: int
+    event_time_ms: int = Field(description="Event time of the peak, UTC epoch ms.")
 
 
 class ActivityOut(_Out):
