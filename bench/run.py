@@ -207,12 +207,15 @@ def _dash_figures(data: dict[str, Any]) -> dict[str, tuple[float | str, str]]:
         figures[f"{d}: tick, new window (median)"] = (r["new_window"]["median_ms"], "ms")
         figures[f"{d}: tick, new window (p99)"] = (r["new_window"]["p99_ms"], "ms")
         figures[f"{d}: tick, nothing new (median)"] = (r["nothing_new"]["median_ms"], "ms")
+        figures[f"{d}: tick, nothing new (p99)"] = (r["nothing_new"]["p99_ms"], "ms")
         figures[f"{d}: tick, cache hit (median)"] = (r["cache_hit"]["median_ms"], "ms")
+        figures[f"{d}: tick, cache hit (p99)"] = (r["cache_hit"]["p99_ms"], "ms")
         figures[f"{d}: tick, new window, gzip bytes"] = (r["new_window"]["gzip_bytes"], "B")
     for r in data["load"]:
         d = f"{r['devices']} devices, {r['clients']} clients"
         figures[f"{d}: tick round trip p50"] = (r["p50_ms"], "ms")
         figures[f"{d}: tick round trip p99"] = (r["p99_ms"], "ms")
+        figures[f"{d}: server CPU per answered tick"] = (r["server_cpu_ms_per_tick"], "ms")
         figures[f"{d}: bytes per tick (median)"] = (r["bytes_median"], "B")
         figures[f"{d}: most requests in flight"] = (f"{r['max_in_flight']} of {r['clients']} clients", "")
         figures[f"{d}: interval ticks skipped by the gate"] = (
