@@ -103,7 +103,6 @@ def trend_accuracy(
         Counts, accuracies and confusion matrices (``confusion[truth][flow]``), JSON-ready.
     """
     span_ms = round(params.trend_span_s * 1000)
-    report_ms = params.trend_report_ms
     all_matrix = {t: dict.fromkeys(TRENDS, 0) for t in TRENDS}
     drift_matrix = {t: dict.fromkeys(TRENDS, 0) for t in TRENDS}
     for device, device_times in times.items():
@@ -111,7 +110,7 @@ def trend_accuracy(
         t = np.array(device_times, dtype=np.int64)
         xs = np.array([values[device, m] for m in METRICS], dtype=np.float64)
         drifts = [truth.changes_of(device, m, ChangeKind.DRIFT) for m in METRICS]
-        interval = t // report_ms
+        interval = params.trend_report_interval(device, t)
         bounds = np.flatnonzero(np.diff(interval)) + 1
         for a, b in itertools.pairwise([0, *bounds.tolist(), len(t)]):
             fit_state.update_many(t[a:b], xs[:, a:b])

@@ -18,9 +18,11 @@ plain classes, and renaming a step or moving a class is a migration.
 from __future__ import annotations
 
 import pickle
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import numpy as np
 from bytewax.operators import StatefulBatchLogic
@@ -46,6 +48,7 @@ from sinks.writer import SinkRecord
 from sources.models import Metric, SensorReading
 
 ACTIVITY_KEY = "activity"
+_Times = TypeVar("_Times", int, np.ndarray)
 PIPELINE_KEY = "pipeline"
 
 
@@ -125,6 +128,16 @@ class IotParams:
             trend_min_t=settings.trend_min_t,
             trend_min_slopes=tuple(settings.trend_min_slope(m) for m in METRICS),
         )
+
+    def trend_report_interval(self, device_id: str, t_ms: _Times) -> _Times:
+        """Which report interval event time `t_ms` (or each of an array) falls in for this device.
+
+        Each device's intervals are shifted by a stable phase of its own: with one shared
+        grid every device's fit lands in the same batch when event time crosses a boundary,
+        a burst that delays everything else in that batch (the latest readings' freshness).
+        """
+        phase = zlib.crc32(device_id.encode()) % self.trend_report_ms
+        return (t_ms + phase) // self.trend_report_ms
 
     def new_state(self, device_id: str) -> DeviceState:
         """A device's state before its first reading."""
@@ -206,7 +219,7 @@ class DeviceLogic(StatefulBatchLogic[IotBlock, KeyOutput, bytes]):
             st.trend_dirty = True
             # A fit per 10 s of event time, not per batch: a fit costs as much as a block of
             # readings, a 5-minute trend barely moves in 10 s, and a quiet device reports on waking.
-            interval = (st.trend.newest_ms or 0) // self.params.trend_report_ms
+            interval = self.params.trend_report_interval(st.device_id, st.trend.newest_ms or 0)
             if interval != st.trend_reported:
                 st.trend_reported = interval
                 records.extend(self._trends())

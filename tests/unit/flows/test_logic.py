@@ -204,3 +204,20 @@ def test_a_quiet_device_reports_its_latest_trend_when_woken():
     clock.advance(10_000)
     woken = [r for r in _records(logic.on_notify()[0]) if type(r).__name__ == "TrendState"]
     assert [(r.points, r.updated_ms) for r in woken] == [(2, T0 + 2_000)] * 3
+
+
+def test_devices_report_trends_once_per_interval_on_their_own_phase():
+    params = IotParams.from_settings(FlowSettings())
+    step = params.trend_report_ms
+    times = np.arange(T0, T0 + 20 * step, 500, dtype=np.int64)
+    starts = {}
+    for device in (f"sensor-{i:03d}" for i in range(50)):
+        intervals = params.trend_report_interval(device, times)
+        boundaries = times[1:][np.diff(intervals) != 0]
+        # One new interval per report period, the same phase every time, stable across calls.
+        assert np.all(np.diff(boundaries) == step)
+        assert params.trend_report_interval(device, int(times[7])) == intervals[7]
+        starts[device] = int(boundaries[0]) % step
+    # Devices don't all report in the same batch: their phases spread over the period
+    # (readings every 500 ms: 20 possible report points per period).
+    assert len(set(starts.values())) >= 15
