@@ -88,7 +88,7 @@ _NO_TIME = -(2**62)
 _SEVERITIES = (Severity.NONE, Severity.WARNING, Severity.CRITICAL)
 _SCALAR_RUN = 16
 _MAX_RUN = 512
-_FIT_CHUNK = 96
+_FIT_CHUNK = 512
 _SUMS = 5
 """Rows of the prefix sums: t, x, t², t·x, x² (t in s from `_t0`, x less `_shift`): in this order, the
 fit takes pairs of rows in one numpy call."""
@@ -393,13 +393,27 @@ class ZScoreDetector:
         level_out = np.zeros(m, dtype=np.int8)
         raised_out = np.zeros(m, dtype=np.int8)
         alerts: list[Episode] = []
+        # The summed rows of the block's readings (`_fill_rows`) depend only on the centring
+        # (`_t0`, `_shift`): computed once from `rows_at` on, for every steady run until the
+        # sums are re-centred, instead of once per run (a flag starts a new run).
+        rows: np.ndarray | None = None
+        rows_at = 0
+        rows_key = (0, 0.0)
         i = 0
         while i < m:
             # The cap joins as one more entry: a run must not reach a re-centring with it.
             run = min(m - i, self._recentre_every - self._since_anchor - 1, _MAX_RUN)
             if run > self.cooldown + _SCALAR_RUN and self._after_spike():
+                if rows is None or rows_key != (self._t0, self._shift):
+                    rows, rows_at, rows_key = self._rows(times[i:], values[i:]), i, (self._t0, self._shift)
                 part = slice(i, i + run)
-                done = self._steady_run(times[part], values[part], z_out[part], spike=True)
+                done = self._steady_run(
+                    times[part],
+                    values[part],
+                    z_out[part],
+                    spike=True,
+                    rows=rows[:, i - rows_at : i - rows_at + run],
+                )
                 if done is not None:
                     take, flagged = done
                     i = self._after_run(i, take, run, flagged, times, values, level_out, raised_out, alerts)
@@ -414,7 +428,12 @@ class ZScoreDetector:
             run = min(m - i, self._recentre_every - self._since_anchor, self._run_limit(), _MAX_RUN)
             done = None
             if self.window_ms is None and self._hi - self._lo >= self.window:
-                done = self._steady_run(times[i : i + run], values[i : i + run], z_out[i : i + run])
+                if rows is None or rows_key != (self._t0, self._shift):
+                    rows, rows_at, rows_key = self._rows(times[i:], values[i:]), i, (self._t0, self._shift)
+                part = slice(i, i + run)
+                done = self._steady_run(
+                    times[part], values[part], z_out[part], rows=rows[:, i - rows_at : i - rows_at + run]
+                )
             if done is None:
                 done = self._general_run(times[i : i + run], values[i : i + run], z_out[i : i + run])
             take, flagged = done
@@ -592,7 +611,12 @@ class ZScoreDetector:
         return z, 0, 0
 
     def _steady_run(
-        self, times: np.ndarray, values: np.ndarray, z_out: np.ndarray, spike: bool = False
+        self,
+        times: np.ndarray,
+        values: np.ndarray,
+        z_out: np.ndarray,
+        spike: bool = False,
+        rows: np.ndarray | None = None,
     ) -> tuple[int, _Flagged | None] | None:
         """Score a run with a full count-limited baseline; accept it up to its first flagged reading.
 
@@ -612,6 +636,13 @@ class ZScoreDetector:
             (readings accepted, the first flagged reading's (z, expected - shift, std, level) or None).
         """
         window = self.window
+        hi = self._hi
+        m = values.shape[0] + spike
+        # Columns [0, window]: the stored prefix sums at the window's head .. the newest one;
+        # then the block's, continued sequentially: column window + j is the prefix before j + 1.
+        sums = np.empty((_SUMS, window + 1 + m), dtype=np.float64)
+        sums[:, : window + 1] = self._p[:, hi - window : hi + 1]
+        block = sums[:, window + 1 :]
         if spike:
             ep = self._ep
             assert ep is not None
@@ -619,18 +650,25 @@ class ZScoreDetector:
             cap = ep.mean + math.copysign(self.warning_z * max(ep.std, self.min_std), ep.z)
             values = np.concatenate((values[:cut], (cap,), values[cut:]))
             times = np.concatenate((times[:cut], (ep.peak_ms,), times[cut:]))
-            scores = np.empty(values.shape[0], dtype=np.float64)
+            scores = np.empty(m, dtype=np.float64)
+            if rows is None:
+                self._fill_rows(block, times, values)
+            else:
+                # `_admit`'s row of the cap: the same IEEE operations as `_fill_rows`.
+                u = (ep.peak_ms - self._t0) / 1000.0
+                xc = cap - self._shift
+                block[:, :cut] = rows[:, :cut]
+                block[:, cut] = (u, xc, u * u, u * xc, xc * xc)
+                block[:, cut + 1 :] = rows[:, cut:]
+            ux = block[:2].copy()
         else:
             scores = z_out
-        hi = self._hi
-        m = values.shape[0]
-        # Columns [0, window]: the stored prefix sums at the window's head .. the newest one;
-        # then the block's, continued sequentially: column window + j is the prefix before j + 1.
-        sums = np.empty((_SUMS, window + 1 + m), dtype=np.float64)
-        sums[:, : window + 1] = self._p[:, hi - window : hi + 1]
-        block = sums[:, window + 1 :]
-        self._fill_rows(block, times, values)
-        ux = block[:2].copy()
+            if rows is None:
+                self._fill_rows(block, times, values)
+                ux = block[:2].copy()
+            else:
+                block[:] = rows
+                ux = rows[:2]
         tail = sums[:, window:]
         np.cumsum(tail, axis=1, out=tail)
         take = m
