@@ -509,6 +509,46 @@ class ZScoreDetector:
         z /= np.maximum(std, self.min_std)
         return mean_c, std, z
 
+    def _fit_steady(
+        self, s: np.ndarray, ux: np.ndarray, out: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`_fit_block` for a full window (``n == window``), in fewer numpy calls.
+
+        The steady state's hot path: each element goes through `_fit_block`'s IEEE operations in
+        the same order (bit-identical); only rows that share an operation share the call, and
+        the sums are overwritten as scratch.
+        """
+        if not self.detrend:
+            return self._fit_block(s, float(self.window), ux, out=out)
+        n = float(self.window)
+        m = s.shape[1]
+        means = s[0:2] / n  # t̄, x̄
+        mu, mx = means
+        v = np.empty((3, m), dtype=np.float64)
+        np.multiply(s[0:1], means, out=v[0:2])  # Σt·t̄, Σt·x̄
+        np.multiply(s[1], mx, out=v[2])  # Σx·x̄
+        np.subtract(s[2:5], v, out=v)
+        vuu, vux, vxx = v
+        if not vuu.min() > _MIN_SPREAD_S2:  # NaN included, as `ok.all()` in `_fit_block`
+            return self._fit_block(s, n, ux, out=out)
+        # w = (d, b) with d = t - t̄ and b the slope: w * d gives d² and b·d in one call.
+        w = s[0:2]
+        np.subtract(ux[0], mu, out=w[0])
+        np.divide(vux, vuu, out=w[1])
+        dd = np.multiply(w, w[0])
+        lever, mean_c = dd
+        lever /= vuu
+        mean_c += mx
+        var = np.multiply(w[1], vux, out=w[1])
+        np.subtract(vxx, var, out=var)
+        var /= n - 2
+        lever += 1.0 + 1.0 / n
+        var *= lever
+        std = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
+        z = np.subtract(ux[1], mean_c, out=out)
+        z /= np.maximum(std, self.min_std)
+        return mean_c, std, z
+
     def _fit_one(self, n: int, s: list[float], u: float, xc: float) -> tuple[float, float, float]:
         """`_fit_block` for one reading, with Python floats (bit-identical)."""
         su, sx, suu, sux, sxx = s
@@ -680,7 +720,7 @@ class ZScoreDetector:
         while c0 < m:
             c1 = min(m, c0 + _FIT_CHUNK if c0 or not spike else max(_FIT_CHUNK, cut + 1))
             s = sums[:, window + c0 : window + c1] - sums[:, c0:c1]
-            mean_c, std, z = self._fit_block(s, float(window), ux[:, c0:c1], out=scores[c0:c1])
+            mean_c, std, z = self._fit_steady(s, ux[:, c0:c1], scores[c0:c1])
             if check:
                 above = np.abs(z) >= self.warning_z
                 if spike and not c0:
