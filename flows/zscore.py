@@ -397,15 +397,15 @@ class ZScoreDetector:
         # (`_t0`, `_shift`): computed once from `rows_at` on, for every steady run until the
         # sums are re-centred, instead of once per run (a flag starts a new run).
         rows: np.ndarray | None = None
-        rows_at = 0
+        rows_at = rows_end = 0
         rows_key = (0, 0.0)
         i = 0
         while i < m:
             # The cap joins as one more entry: a run must not reach a re-centring with it.
             run = min(m - i, self._recentre_every - self._since_anchor - 1, _MAX_RUN)
             if run > self.cooldown + _SCALAR_RUN and self._after_spike():
-                if rows is None or rows_key != (self._t0, self._shift):
-                    rows, rows_at, rows_key = self._rows(times[i:], values[i:]), i, (self._t0, self._shift)
+                if rows is None or rows_key != (self._t0, self._shift) or i + run > rows_end:
+                    rows, rows_at, rows_end, rows_key = self._block_rows(times, values, i)
                 part = slice(i, i + run)
                 done = self._steady_run(
                     times[part],
@@ -428,8 +428,8 @@ class ZScoreDetector:
             run = min(m - i, self._recentre_every - self._since_anchor, self._run_limit(), _MAX_RUN)
             done = None
             if self.window_ms is None and self._hi - self._lo >= self.window:
-                if rows is None or rows_key != (self._t0, self._shift):
-                    rows, rows_at, rows_key = self._rows(times[i:], values[i:]), i, (self._t0, self._shift)
+                if rows is None or rows_key != (self._t0, self._shift) or i + run > rows_end:
+                    rows, rows_at, rows_end, rows_key = self._block_rows(times, values, i)
                 part = slice(i, i + run)
                 done = self._steady_run(
                     times[part], values[part], z_out[part], rows=rows[:, i - rows_at : i - rows_at + run]
@@ -452,6 +452,19 @@ class ZScoreDetector:
         self._shift = value
         self._t0 = t
         self._anchored = True
+
+    def _block_rows(
+        self, times: np.ndarray, values: np.ndarray, i: int
+    ) -> tuple[np.ndarray, int, int, tuple[int, float]]:
+        """The summed rows of a block's readings from `i` on, as far as the next re-centring can be.
+
+        Returns:
+            (rows, first reading, end reading, the centring they hold for).
+        """
+        # Until the sums are re-centred, each reading taken is accepted or flagged (and flags
+        # are rare): a little slack past the accepted readings left saves a second call.
+        end = min(values.shape[0], i + self._recentre_every - self._since_anchor + 64)
+        return self._rows(times[i:end], values[i:end]), i, end, (self._t0, self._shift)
 
     def _rows(self, times: np.ndarray, values: np.ndarray) -> np.ndarray:
         """The rows summed (`_SUMS`) for each of a block's readings: (5, m)."""
