@@ -701,11 +701,13 @@ class ZScoreDetector:
             assert ep is not None
             cut = self.cooldown
             cap = ep.mean + math.copysign(self.warning_z * max(ep.std, self.min_std), ep.z)
-            values = np.concatenate((values[:cut], (cap,), values[cut:]))
-            times = np.concatenate((times[:cut], (ep.peak_ms,), times[cut:]))
             scores = np.empty(m, dtype=np.float64)
             if rows is None:
-                self._fill_rows(block, times, values)
+                self._fill_rows(
+                    block,
+                    np.concatenate((times[:cut], (ep.peak_ms,), times[cut:])),
+                    np.concatenate((values[:cut], (cap,), values[cut:])),
+                )
             else:
                 # `_admit`'s row of the cap: the same IEEE operations as `_fill_rows`.
                 u = (ep.peak_ms - self._t0) / 1000.0
@@ -757,23 +759,42 @@ class ZScoreDetector:
         self._end_episode()
         # _step moves the baseline's start along with each cooldown reading, the cap moves nothing.
         back = 1 if take > cut + 1 else 2
-        self._take_steady(times, values, sums[:, window + 1 : window + 1 + take], take, back)
+        self._take_steady(
+            times, values, sums[:, window + 1 : window + 1 + take], take, back, (cut, ep.peak_ms, cap)
+        )
         return take - 1, flagged
 
     def _take_steady(
-        self, times: np.ndarray, values: np.ndarray, sums: np.ndarray, k: int, back: int = 1
+        self,
+        times: np.ndarray,
+        values: np.ndarray,
+        sums: np.ndarray,
+        k: int,
+        back: int = 1,
+        cap: tuple[int, int, float] | None = None,
     ) -> None:
         """Append `k` scored entries to a full count-limited baseline (`_accept` for `_steady_run`).
 
         The oldest live entry becomes the one `back` places before the newest's baseline start.
+        With `cap` = (position, event time, value), that entry is inserted before the reading at
+        that position (so `k` counts it).
         """
         if self._hi + k > self._cap:
             self._make_room(k)
         hi = self._hi
         # The time-limit column (_cm) and the newest event time are only read with a time limit:
         # not kept here (`update_many` brings `_newest` up to date once per block).
-        self._x[hi : hi + k] = values[:k]
-        self._tm[hi : hi + k] = times[:k]
+        if cap is None:
+            self._x[hi : hi + k] = values[:k]
+            self._tm[hi : hi + k] = times[:k]
+        else:
+            j, t, x = cap
+            self._x[hi : hi + j] = values[:j]
+            self._tm[hi : hi + j] = times[:j]
+            self._x[hi + j] = x
+            self._tm[hi + j] = t
+            self._x[hi + j + 1 : hi + k] = values[j : k - 1]
+            self._tm[hi + j + 1 : hi + k] = times[j : k - 1]
         self._p[:, hi + 1 : hi + k + 1] = sums
         self._lo = max(self._lo, hi + k - back - self.window)
         self._hi = hi + k
