@@ -411,8 +411,8 @@ class ZScoreDetector:
                     times[part],
                     values[part],
                     z_out[part],
+                    rows[:, i - rows_at : i - rows_at + run],
                     spike=True,
-                    rows=rows[:, i - rows_at : i - rows_at + run],
                 )
                 if done is not None:
                     take, flagged = done
@@ -432,7 +432,7 @@ class ZScoreDetector:
                     rows, rows_at, rows_end, rows_key = self._block_rows(times, values, i)
                 part = slice(i, i + run)
                 done = self._steady_run(
-                    times[part], values[part], z_out[part], rows=rows[:, i - rows_at : i - rows_at + run]
+                    times[part], values[part], z_out[part], rows[:, i - rows_at : i - rows_at + run]
                 )
             if done is None:
                 done = self._general_run(times[i : i + run], values[i : i + run], z_out[i : i + run])
@@ -668,8 +668,8 @@ class ZScoreDetector:
         times: np.ndarray,
         values: np.ndarray,
         z_out: np.ndarray,
+        rows: np.ndarray,
         spike: bool = False,
-        rows: np.ndarray | None = None,
     ) -> tuple[int, _Flagged | None] | None:
         """Score a run with a full count-limited baseline; accept it up to its first flagged reading.
 
@@ -684,6 +684,9 @@ class ZScoreDetector:
         joins the baseline (`_normal_readings`), as one more entry after them. It saves a
         scalar step per cooldown reading; if one of them is flagged after all, nothing is
         changed and None is returned (the caller takes the general way).
+
+        `rows` are the run's readings' summed rows (`_rows`, for the current centring): a block
+        computes them once for all its runs (`update_many`).
 
         Returns:
             (readings accepted, the first flagged reading's (z, expected - shift, std, level) or None).
@@ -702,28 +705,17 @@ class ZScoreDetector:
             cut = self.cooldown
             cap = ep.mean + math.copysign(self.warning_z * max(ep.std, self.min_std), ep.z)
             scores = np.empty(m, dtype=np.float64)
-            if rows is None:
-                self._fill_rows(
-                    block,
-                    np.concatenate((times[:cut], (ep.peak_ms,), times[cut:])),
-                    np.concatenate((values[:cut], (cap,), values[cut:])),
-                )
-            else:
-                # `_admit`'s row of the cap: the same IEEE operations as `_fill_rows`.
-                u = (ep.peak_ms - self._t0) / 1000.0
-                xc = cap - self._shift
-                block[:, :cut] = rows[:, :cut]
-                block[:, cut] = (u, xc, u * u, u * xc, xc * xc)
-                block[:, cut + 1 :] = rows[:, cut:]
+            # `_admit`'s row of the cap: the same IEEE operations as `_fill_rows`.
+            u = (ep.peak_ms - self._t0) / 1000.0
+            xc = cap - self._shift
+            block[:, :cut] = rows[:, :cut]
+            block[:, cut] = (u, xc, u * u, u * xc, xc * xc)
+            block[:, cut + 1 :] = rows[:, cut:]
             ux = block[:2].copy()
         else:
             scores = z_out
-            if rows is None:
-                self._fill_rows(block, times, values)
-                ux = block[:2].copy()
-            else:
-                block[:] = rows
-                ux = rows[:2]
+            block[:] = rows
+            ux = rows[:2]
         tail = sums[:, window:]
         np.cumsum(tail, axis=1, out=tail)
         take = m
@@ -756,12 +748,12 @@ class ZScoreDetector:
             return take, flagged
         z_out[:cut] = scores[:cut]
         z_out[cut:] = scores[cut + 1 :]
+        assert ep is not None
+        entry = (cut, ep.peak_ms, cap)
         self._end_episode()
         # _step moves the baseline's start along with each cooldown reading, the cap moves nothing.
         back = 1 if take > cut + 1 else 2
-        self._take_steady(
-            times, values, sums[:, window + 1 : window + 1 + take], take, back, (cut, ep.peak_ms, cap)
-        )
+        self._take_steady(times, values, sums[:, window + 1 : window + 1 + take], take, back, entry)
         return take - 1, flagged
 
     def _take_steady(
