@@ -70,7 +70,11 @@ every few thousand accepted readings, at the same reading however the input was
 blocked, to keep cancellation error negligible. A series in its steady state (a
 full baseline, no time limit) takes a pared-down path (`_steady_run`) with the
 same arithmetic; runs are capped at a few hundred readings, since a flagged
-reading makes the rest of its run wasted work. Pure numpy, no I/O.
+reading makes the rest of its run wasted work. A run's cost is mostly the number
+of numpy calls, not its length (noise flags a reading every couple of hundred):
+a block's summed rows are computed once per centring and sliced by its runs, and
+the steady fit shares a call between rows wherever the operation is the same.
+Pure numpy, no I/O.
 """
 
 from __future__ import annotations
@@ -88,7 +92,9 @@ _NO_TIME = -(2**62)
 _SEVERITIES = (Severity.NONE, Severity.WARNING, Severity.CRITICAL)
 _SCALAR_RUN = 16
 _MAX_RUN = 512
-_FIT_CHUNK = 96
+_FIT_CHUNK = 512
+"""Readings fitted per numpy pass of a steady run (= `_MAX_RUN`: one pass). Measured: each pass costs
+some 20 numpy calls, more than fitting a few hundred readings past a flag that are then scored again."""
 _SUMS = 5
 """Rows of the prefix sums: t, x, t², t·x, x² (t in s from `_t0`, x less `_shift`): in this order, the
 fit takes pairs of rows in one numpy call."""
@@ -393,13 +399,27 @@ class ZScoreDetector:
         level_out = np.zeros(m, dtype=np.int8)
         raised_out = np.zeros(m, dtype=np.int8)
         alerts: list[Episode] = []
+        # The summed rows of the block's readings (`_fill_rows`) depend only on the centring
+        # (`_t0`, `_shift`): computed once from `rows_at` on, for every steady run until the
+        # sums are re-centred, instead of once per run (a flag starts a new run).
+        rows: np.ndarray | None = None
+        rows_at = rows_end = 0
+        rows_key = (0, 0.0)
         i = 0
         while i < m:
             # The cap joins as one more entry: a run must not reach a re-centring with it.
             run = min(m - i, self._recentre_every - self._since_anchor - 1, _MAX_RUN)
             if run > self.cooldown + _SCALAR_RUN and self._after_spike():
+                if rows is None or rows_key != (self._t0, self._shift) or i + run > rows_end:
+                    rows, rows_at, rows_end, rows_key = self._block_rows(times, values, i)
                 part = slice(i, i + run)
-                done = self._steady_run(times[part], values[part], z_out[part], spike=True)
+                done = self._steady_run(
+                    times[part],
+                    values[part],
+                    z_out[part],
+                    rows[:, i - rows_at : i - rows_at + run],
+                    spike=True,
+                )
                 if done is not None:
                     take, flagged = done
                     i = self._after_run(i, take, run, flagged, times, values, level_out, raised_out, alerts)
@@ -414,7 +434,12 @@ class ZScoreDetector:
             run = min(m - i, self._recentre_every - self._since_anchor, self._run_limit(), _MAX_RUN)
             done = None
             if self.window_ms is None and self._hi - self._lo >= self.window:
-                done = self._steady_run(times[i : i + run], values[i : i + run], z_out[i : i + run])
+                if rows is None or rows_key != (self._t0, self._shift) or i + run > rows_end:
+                    rows, rows_at, rows_end, rows_key = self._block_rows(times, values, i)
+                part = slice(i, i + run)
+                done = self._steady_run(
+                    times[part], values[part], z_out[part], rows[:, i - rows_at : i - rows_at + run]
+                )
             if done is None:
                 done = self._general_run(times[i : i + run], values[i : i + run], z_out[i : i + run])
             take, flagged = done
@@ -433,6 +458,19 @@ class ZScoreDetector:
         self._shift = value
         self._t0 = t
         self._anchored = True
+
+    def _block_rows(
+        self, times: np.ndarray, values: np.ndarray, i: int
+    ) -> tuple[np.ndarray, int, int, tuple[int, float]]:
+        """The summed rows of a block's readings from `i` on, as far as the next re-centring can be.
+
+        Returns:
+            (rows, first reading, end reading, the centring they hold for).
+        """
+        # Until the sums are re-centred, each reading taken is accepted or flagged (and flags
+        # are rare): a little slack past the accepted readings left saves a second call.
+        end = min(values.shape[0], i + self._recentre_every - self._since_anchor + 64)
+        return self._rows(times[i:end], values[i:end]), i, end, (self._t0, self._shift)
 
     def _rows(self, times: np.ndarray, values: np.ndarray) -> np.ndarray:
         """The rows summed (`_SUMS`) for each of a block's readings: (5, m)."""
@@ -485,6 +523,46 @@ class ZScoreDetector:
         else:
             mean_c = mx
             var = np.divide(vxx, n - 1, out=vxx)
+        std = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
+        z = np.subtract(ux[1], mean_c, out=out)
+        z /= np.maximum(std, self.min_std)
+        return mean_c, std, z
+
+    def _fit_steady(
+        self, s: np.ndarray, ux: np.ndarray, out: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`_fit_block` for a full window (``n == window``), in fewer numpy calls.
+
+        The steady state's hot path: each element goes through `_fit_block`'s IEEE operations in
+        the same order (bit-identical); only rows that share an operation share the call, and
+        the sums are overwritten as scratch.
+        """
+        if not self.detrend:
+            return self._fit_block(s, float(self.window), ux, out=out)
+        n = float(self.window)
+        m = s.shape[1]
+        means = s[0:2] / n  # t̄, x̄
+        mu, mx = means
+        v = np.empty((3, m), dtype=np.float64)
+        np.multiply(s[0:1], means, out=v[0:2])  # Σt·t̄, Σt·x̄
+        np.multiply(s[1], mx, out=v[2])  # Σx·x̄
+        np.subtract(s[2:5], v, out=v)
+        vuu, vux, vxx = v
+        if not vuu.min() > _MIN_SPREAD_S2:  # NaN included, as `ok.all()` in `_fit_block`
+            return self._fit_block(s, n, ux, out=out)
+        # w = (d, b) with d = t - t̄ and b the slope: w * d gives d² and b·d in one call.
+        w = s[0:2]
+        np.subtract(ux[0], mu, out=w[0])
+        np.divide(vux, vuu, out=w[1])
+        dd = np.multiply(w, w[0])
+        lever, mean_c = dd
+        lever /= vuu
+        mean_c += mx
+        var = np.multiply(w[1], vux, out=w[1])
+        np.subtract(vxx, var, out=var)
+        var /= n - 2
+        lever += 1.0 + 1.0 / n
+        var *= lever
         std = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
         z = np.subtract(ux[1], mean_c, out=out)
         z /= np.maximum(std, self.min_std)
@@ -592,7 +670,12 @@ class ZScoreDetector:
         return z, 0, 0
 
     def _steady_run(
-        self, times: np.ndarray, values: np.ndarray, z_out: np.ndarray, spike: bool = False
+        self,
+        times: np.ndarray,
+        values: np.ndarray,
+        z_out: np.ndarray,
+        rows: np.ndarray,
+        spike: bool = False,
     ) -> tuple[int, _Flagged | None] | None:
         """Score a run with a full count-limited baseline; accept it up to its first flagged reading.
 
@@ -608,41 +691,49 @@ class ZScoreDetector:
         scalar step per cooldown reading; if one of them is flagged after all, nothing is
         changed and None is returned (the caller takes the general way).
 
+        `rows` are the run's readings' summed rows (`_rows`, for the current centring): a block
+        computes them once for all its runs (`update_many`).
+
         Returns:
             (readings accepted, the first flagged reading's (z, expected - shift, std, level) or None).
         """
         window = self.window
-        if spike:
-            ep = self._ep
-            assert ep is not None
-            cut = self.cooldown
-            cap = ep.mean + math.copysign(self.warning_z * max(ep.std, self.min_std), ep.z)
-            values = np.concatenate((values[:cut], (cap,), values[cut:]))
-            times = np.concatenate((times[:cut], (ep.peak_ms,), times[cut:]))
-            scores = np.empty(values.shape[0], dtype=np.float64)
-        else:
-            scores = z_out
         hi = self._hi
-        m = values.shape[0]
+        m = values.shape[0] + spike
         # Columns [0, window]: the stored prefix sums at the window's head .. the newest one;
         # then the block's, continued sequentially: column window + j is the prefix before j + 1.
         sums = np.empty((_SUMS, window + 1 + m), dtype=np.float64)
         sums[:, : window + 1] = self._p[:, hi - window : hi + 1]
         block = sums[:, window + 1 :]
-        self._fill_rows(block, times, values)
-        ux = block[:2].copy()
+        if spike:
+            ep = self._ep
+            assert ep is not None
+            cut = self.cooldown
+            cap = ep.mean + math.copysign(self.warning_z * max(ep.std, self.min_std), ep.z)
+            scores = np.empty(m, dtype=np.float64)
+            # `_admit`'s row of the cap: the same IEEE operations as `_fill_rows`.
+            u = (ep.peak_ms - self._t0) / 1000.0
+            xc = cap - self._shift
+            block[:, :cut] = rows[:, :cut]
+            block[:, cut] = (u, xc, u * u, u * xc, xc * xc)
+            block[:, cut + 1 :] = rows[:, cut:]
+            ux = block[:2].copy()
+        else:
+            scores = z_out
+            block[:] = rows
+            ux = rows[:2]
         tail = sums[:, window:]
         np.cumsum(tail, axis=1, out=tail)
         take = m
         flagged: _Flagged | None = None
         check = window >= self.warmup  # else the baseline never holds enough readings to flag
-        # The fit, most of the work, goes a chunk at a time: what follows a flagged reading is
-        # scored again after it, so scoring it now would be wasted.
+        # The fit goes a chunk at a time: what follows a flagged reading is scored again after it
+        # (but a pass costs more in numpy calls than in readings: see `_FIT_CHUNK`).
         c0 = 0
         while c0 < m:
             c1 = min(m, c0 + _FIT_CHUNK if c0 or not spike else max(_FIT_CHUNK, cut + 1))
             s = sums[:, window + c0 : window + c1] - sums[:, c0:c1]
-            mean_c, std, z = self._fit_block(s, float(window), ux[:, c0:c1], out=scores[c0:c1])
+            mean_c, std, z = self._fit_steady(s, ux[:, c0:c1], scores[c0:c1])
             if check:
                 above = np.abs(z) >= self.warning_z
                 if spike and not c0:
@@ -663,26 +754,45 @@ class ZScoreDetector:
             return take, flagged
         z_out[:cut] = scores[:cut]
         z_out[cut:] = scores[cut + 1 :]
+        assert ep is not None
+        entry = (cut, ep.peak_ms, cap)
         self._end_episode()
         # _step moves the baseline's start along with each cooldown reading, the cap moves nothing.
         back = 1 if take > cut + 1 else 2
-        self._take_steady(times, values, sums[:, window + 1 : window + 1 + take], take, back)
+        self._take_steady(times, values, sums[:, window + 1 : window + 1 + take], take, back, entry)
         return take - 1, flagged
 
     def _take_steady(
-        self, times: np.ndarray, values: np.ndarray, sums: np.ndarray, k: int, back: int = 1
+        self,
+        times: np.ndarray,
+        values: np.ndarray,
+        sums: np.ndarray,
+        k: int,
+        back: int = 1,
+        cap: tuple[int, int, float] | None = None,
     ) -> None:
         """Append `k` scored entries to a full count-limited baseline (`_accept` for `_steady_run`).
 
         The oldest live entry becomes the one `back` places before the newest's baseline start.
+        With `cap` = (position, event time, value), that entry is inserted before the reading at
+        that position (so `k` counts it).
         """
         if self._hi + k > self._cap:
             self._make_room(k)
         hi = self._hi
         # The time-limit column (_cm) and the newest event time are only read with a time limit:
         # not kept here (`update_many` brings `_newest` up to date once per block).
-        self._x[hi : hi + k] = values[:k]
-        self._tm[hi : hi + k] = times[:k]
+        if cap is None:
+            self._x[hi : hi + k] = values[:k]
+            self._tm[hi : hi + k] = times[:k]
+        else:
+            j, t, x = cap
+            self._x[hi : hi + j] = values[:j]
+            self._tm[hi : hi + j] = times[:j]
+            self._x[hi + j] = x
+            self._tm[hi + j] = t
+            self._x[hi + j + 1 : hi + k] = values[j : k - 1]
+            self._tm[hi + j + 1 : hi + k] = times[j : k - 1]
         self._p[:, hi + 1 : hi + k + 1] = sums
         self._lo = max(self._lo, hi + k - back - self.window)
         self._hi = hi + k

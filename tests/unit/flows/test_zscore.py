@@ -459,3 +459,25 @@ def test_a_snapshot_from_before_the_local_line_goes_on_with_the_flat_mean():
     assert old.update_many(times[700:], values[700:]).z.tolist() == (
         flat.update_many(times[700:], values[700:]).z.tolist()
     )
+
+
+@pytest.mark.parametrize(("spike_every", "burst"), [(12, 1), (12, 2), (150, 1)])
+def test_a_long_block_across_re_centrings_scores_as_one_by_one(spike_every, burst):
+    # A block's summed rows are computed once per centring and sliced by its runs: they must be
+    # recomputed when the sums re-centre (every 16 windows) and when flagged readings that stay
+    # out of the baseline (bursts) use up their slack.
+    times, values = _series(7000, seed=21)
+    rng = np.random.default_rng(22)
+    starts = np.arange(100, 6990, spike_every)
+    jump = rng.choice([-1, 1], starts.shape[0]) * rng.uniform(2.5, 9, starts.shape[0])
+    for j in range(burst):
+        values[starts + j] += jump
+    single = ZScoreDetector()
+    one = _run_one_by_one(single, times, values)
+    blocked = ZScoreDetector()
+    out = blocked.update_many(times, values)
+    assert [s.z for s in one] == out.z.tolist()
+    assert [LEVELS[s.severity] for s in one] == out.raised.tolist()
+    assert out.level.astype(bool).sum() > starts.shape[0] * burst // 2
+    state_one, state_blocked = single.__getstate__(), blocked.__getstate__()
+    assert pickle.dumps({**state_one, "_cap": 0}) == pickle.dumps({**state_blocked, "_cap": 0})
