@@ -53,6 +53,7 @@ import itertools
 import statistics
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -310,6 +311,29 @@ def score_series(
         tally.delays_ms.append(int(t[seen] - t[a]))
 
 
+def score_all(
+    times: dict,
+    values: dict,
+    truth: GroundTruth,
+    zkw: dict,
+    on_series: Callable[[], object] | None = None,
+) -> DetectionTally:
+    """Score a detector with settings `zkw` on every (device, metric) series of the simulation."""
+    tally = DetectionTally()
+    for (device, metric), series in values.items():
+        if on_series is not None:
+            on_series()
+        score_series(
+            tally,
+            np.array(times[device], dtype=np.int64),
+            np.array(series),
+            truth.anomalies_of(device, metric),
+            truth.changes_of(device, metric),
+            zkw,
+        )
+    return tally
+
+
 def detection_result(tally: DetectionTally) -> dict[str, object]:
     """The figures of a tally (the BENCH_JSON fields)."""
     alerts = tally.true_alerts + tally.false_alerts
@@ -360,17 +384,7 @@ def sweep(variants: list[str], zkw: dict, times: dict, values: dict, truth: Grou
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for text in variants:
-        kw = parse_variant(text, zkw)
-        tally = DetectionTally()
-        for (device, metric), series in values.items():
-            score_series(
-                tally,
-                np.array(times[device], dtype=np.int64),
-                np.array(series),
-                truth.anomalies_of(device, metric),
-                truth.changes_of(device, metric),
-                kw,
-            )
+        tally = score_all(times, values, truth, parse_variant(text, zkw))
         r = detection_result(tally)
         f = tally.false_by_cause
         print(
@@ -409,18 +423,8 @@ def main() -> int:
         return 0
     count = sum(len(v) for v in times.values())
     truth = sim.truth
-    tally = DetectionTally()
     progress = bar(len(values), "detection: alerts", "series")
-    for (device, metric), series in values.items():
-        progress.update()
-        score_series(
-            tally,
-            np.array(times[device], dtype=np.int64),
-            np.array(series),
-            truth.anomalies_of(device, metric),
-            truth.changes_of(device, metric),
-            zkw,
-        )
+    tally = score_all(times, values, truth, zkw, on_series=progress.update)
     result = {"readings": count, "anomalies": len(truth.anomalies), "anomalies_in_warmup": tally.in_warmup}
     result.update(detection_result(tally))
     print(

@@ -170,6 +170,20 @@ class _Baseline(NamedTuple):
     newest: np.ndarray  # running max event time after each reading
 
 
+def _centred_moments(
+    s: np.ndarray, n: float | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(t̄, x̄, Σ(t-t̄)², Σ(t-t̄)(x-x̄), Σ(x-x̄)²) of each column of running sums (Σt, Σx, Σt², Σtx, Σx²)."""
+    means = s[0:2] / n  # t̄, x̄
+    mu, mx = means
+    v = np.empty((3, s.shape[1]), dtype=np.float64)
+    np.multiply(s[0:1], means, out=v[0:2])  # Σt·t̄, Σt·x̄
+    np.multiply(s[1], mx, out=v[2])  # Σx·x̄
+    np.subtract(s[2:5], v, out=v)
+    vuu, vux, vxx = v
+    return mu, mx, vuu, vux, vxx
+
+
 class ZScoreDetector:
     """Rolling z-score detector of one series; see the module docstring.
 
@@ -495,14 +509,7 @@ class ZScoreDetector:
         the same order on Python floats (numpy calls on pairs of rows, or in place, change
         nothing: each element goes through the same operations).
         """
-        m = s.shape[1]
-        means = s[0:2] / n  # t̄, x̄
-        mu, mx = means
-        v = np.empty((3, m), dtype=np.float64)
-        np.multiply(s[0:1], means, out=v[0:2])  # Σt·t̄, Σt·x̄
-        np.multiply(s[1], mx, out=v[2])  # Σx·x̄
-        np.subtract(s[2:5], v, out=v)
-        vuu, vux, vxx = v
+        mu, mx, vuu, vux, vxx = _centred_moments(s, n)
         if self.detrend:
             d = np.subtract(ux[0], mu)
             ok = vuu > _MIN_SPREAD_S2
@@ -540,14 +547,7 @@ class ZScoreDetector:
         if not self.detrend:
             return self._fit_block(s, float(self.window), ux, out=out)
         n = float(self.window)
-        m = s.shape[1]
-        means = s[0:2] / n  # t̄, x̄
-        mu, mx = means
-        v = np.empty((3, m), dtype=np.float64)
-        np.multiply(s[0:1], means, out=v[0:2])  # Σt·t̄, Σt·x̄
-        np.multiply(s[1], mx, out=v[2])  # Σx·x̄
-        np.subtract(s[2:5], v, out=v)
-        vuu, vux, vxx = v
+        mu, mx, vuu, vux, vxx = _centred_moments(s, n)
         if not vuu.min() > _MIN_SPREAD_S2:  # NaN included, as `ok.all()` in `_fit_block`
             return self._fit_block(s, n, ux, out=out)
         # w = (d, b) with d = t - t̄ and b the slope: w * d gives d² and b·d in one call.
