@@ -1,4 +1,7 @@
-"""Request limits: body size (`BodySizeLimit`) and request rate per client (`RateLimit`).
+"""Request limits: body size (`BodySizeLimit`), request rate per client (`RateLimit`), and `Bypass`.
+
+`Bypass` lets chosen paths skip a middleware (the dashboard's tick skips the HTTP
+metrics' route matching).
 
 `BodySizeLimit` is hand-written (about 40 lines): neither Starlette nor uvicorn
 limits request bodies. A declared length over the limit is refused with 413
@@ -19,6 +22,7 @@ import orjson
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -71,6 +75,22 @@ class BodySizeLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class Bypass:
+    """ASGI middleware: `middleware` for every request except HTTP requests to `paths`, which skip it."""
+
+    def __init__(self, app: ASGIApp, middleware: Middleware, paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.paths = frozenset(paths)
+        self.wrapped: ASGIApp = middleware.cls(app, *middleware.args, **middleware.kwargs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, through the wrapped middleware unless its path is exempt."""
+        if scope["type"] == "http" and scope["path"] in self.paths:
+            await self.app(scope, receive, send)
+        else:
+            await self.wrapped(scope, receive, send)
 
 
 class RateLimit:

@@ -8,10 +8,11 @@ import pytest
 import redis
 
 from dashapp import ids
+from dashapp.app import GZIP_MIN_BYTES
 from infra.local import redis_service, start_redis
 from infra.settings import LocalInfraSettings
 from sinks.records import Metric
-from tests.dash_client import find_component, initial_cursor, post_tick
+from tests.dash_client import find_component, initial_cursor, post_tick, tick_body
 from tests.net import free_port
 from tests.seed import WINDOW_MS, Fleet, Seeder, device_ids, window
 
@@ -182,3 +183,35 @@ def test_redis_going_down_shows_a_degraded_page_that_recovers_by_itself(
 
 def fleet_start(index: int) -> int:
     return window("dev-01", Metric.TEMPERATURE, index).start_ms
+
+
+def test_ticks_are_counted_by_the_callback_histogram_and_skip_the_http_metrics(make_client, fleet, clock):
+    client = make_client()
+    cursor = initial_cursor(client)  # a page load: /_dash-layout keeps its HTTP metrics
+    for seq in range(1, 4):
+        clock.advance(1_000)
+        assert post_tick(client, dash_app(client), seq, "dev-01", cursor).status == 200
+
+    metrics = client.get("/metrics").text
+    assert 'dashboard_callback_duration_seconds_count{callback="tick"} 3.0' in metrics
+    assert 'http_requests_total{handler="/_dash-layout",method="GET",status="2xx"} 1.0' in metrics
+    assert "/_dash-update-component" not in metrics
+
+
+def test_a_small_tick_goes_uncompressed_while_the_page_layout_is_gzipped(make_client, fleet, clock):
+    client = make_client()
+    cursor = initial_cursor(client)
+    clock.advance(1_000)
+    gzip_ok = {"accept-encoding": "gzip"}
+
+    tick = client.post(
+        "/_dash-update-component",
+        content=tick_body(dash_app(client), 1, "dev-01", cursor),
+        headers={"content-type": "application/json", **gzip_ok},
+    )
+    layout = client.get("/_dash-layout", headers=gzip_ok)
+
+    assert tick.status_code == 200
+    assert len(tick.content) < GZIP_MIN_BYTES
+    assert "content-encoding" not in tick.headers
+    assert layout.headers["content-encoding"] == "gzip"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dashapp.limits import BodySizeLimit, RateLimit
+from dashapp.limits import BodySizeLimit, Bypass, RateLimit
 
 
 async def echo(request: Request) -> JSONResponse:
@@ -86,3 +88,38 @@ def test_each_client_address_has_its_own_budget():
     assert first.get("/api/x").status_code == 200
     assert first.get("/api/x").status_code == 429
     assert second.get("/api/x").status_code == 200
+
+
+class Tagging:
+    """A middleware that marks the responses it saw."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message["headers"], (b"x-seen", b"yes")]}
+            await send(message)
+
+        await self.app(scope, receive, tagged)
+
+
+def bypassing(paths: tuple[str, ...]) -> TestClient:
+    async def ok(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    app = Starlette(routes=[Route("/tick", ok, methods=["POST"]), Route("/tick/more", ok), Route("/api", ok)])
+    return TestClient(Bypass(app, Middleware(Tagging), paths=paths))
+
+
+def test_a_bypassed_path_skips_the_middleware_and_still_reaches_the_app():
+    resp = bypassing(("/tick",)).post("/tick")
+    assert resp.json() == {"ok": True}
+    assert "x-seen" not in resp.headers
+
+
+def test_other_paths_go_through_the_bypassed_middleware():
+    client = bypassing(("/tick",))
+    assert client.get("/api").headers["x-seen"] == "yes"
+    assert client.get("/tick/more").headers["x-seen"] == "yes"  # exact paths, not prefixes
