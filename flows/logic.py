@@ -48,8 +48,8 @@ from sinks.writer import SinkRecord
 from sources.models import Metric, SensorReading
 
 ACTIVITY_KEY = "activity"
-_Times = TypeVar("_Times", int, np.ndarray)
 PIPELINE_KEY = "pipeline"
+_Times = TypeVar("_Times", int, np.ndarray)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,6 @@ class FlowMetrics(Collector):
         self._windows: Counter[str] = Counter()
         self._alerts: Counter[str] = Counter()
 
-    def observe(self, _step_id: str, record: SinkRecord) -> None:
-        """Take note of one emitted record (a Bytewax `inspect` callback)."""
-        self.observe_batch([record])
-
     def observe_batch(self, records: list[SinkRecord]) -> list[SinkRecord]:
         """Take note of a batch of emitted records; return them unchanged.
 

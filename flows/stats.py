@@ -82,29 +82,6 @@ def summarize(values: np.ndarray) -> Summary:
     return summarize_sorted(np.sort(np.asarray(values, dtype=np.float64)))
 
 
-def summarize_rows(values: np.ndarray) -> list[Summary]:
-    """Aggregates of each row of a (series, values) array; rows share the count.
-
-    Each row's result equals `summarize` of that row alone, bit for bit (numpy
-    sums each contiguous row the same way, alone or in a 2-D array).
-    """
-    if values.ndim != 2 or values.shape[1] == 0:
-        raise ValueError("expected a non-empty (series, values) array")
-    # C order: numpy sums a contiguous row pairwise, as it does a 1-D array (not so a strided one).
-    ordered = np.ascontiguousarray(np.sort(values, axis=1))
-    n = int(ordered.shape[1])
-    lower, upper, weight = _p99_neighbours(n)
-    sums = (ordered.sum(axis=1) / n).tolist()
-    mins = ordered[:, 0].tolist()
-    maxs = ordered[:, -1].tolist()
-    lows = ordered[:, lower].tolist()
-    highs = ordered[:, upper].tolist()
-    return [
-        Summary(count=n, avg=avg, min=lo, max=hi, p99=_lerp(a, b, weight))
-        for avg, lo, hi, a, b in zip(sums, mins, maxs, lows, highs, strict=True)
-    ]
-
-
 Aggregates = tuple[int, float, float, float, float]
 """(count, avg, min, max, p99) of one series of one window: `Summary`'s fields, as a tuple."""
 

@@ -29,7 +29,7 @@ def test_a_batch_of_records_is_counted_and_passed_through_unchanged():
         PipelineCounters(9, 1, 2, 2_000),
     ]
     assert metrics.observe_batch(batch) is batch
-    metrics.observe("observe_records", _alert(Severity.WARNING))
+    metrics.observe_batch([_alert(Severity.WARNING)])
     samples = _samples(metrics)
     assert samples[("pipeline_flow_windows_total", (("window", "10s"),))] == 2
     assert samples[("pipeline_flow_windows_total", (("window", "60s"),))] == 1
