@@ -101,7 +101,7 @@ def create_app(settings: DashSettings, clock_ms: Callable[[], int] = wall_ms) ->
         title="Pipeline Live",
         update_title="",  # no "Updating..." title flicker on every tick
         serve_locally=True,
-        compress=True,
+        compress=False,  # gzip is added below, from a larger body size than Dash's 500 B
     )
     dash_app.index_string = INDEX
     if settings.dash_debug:
@@ -113,7 +113,10 @@ def create_app(settings: DashSettings, clock_ms: Callable[[], int] = wall_ms) ->
     dash_app.layout = layout
     register_callbacks(dash_app, runtime)
     _route_first(app, DASH_CALLBACK_PATH)
-    app.user_middleware = [_tuned(m) for m in app.user_middleware]
+    _skip_http_metrics(app, DASH_CALLBACK_PATH)
+    # From one packet's worth of body: a smaller one goes out in one packet either way,
+    # and most ticks are that small.
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES)
     app.state.dash = dash_app
     # The API only: probes (/health, /ready, /metrics) must never be refused, and the
     # dashboard's own callbacks are already paced by its interval and client-side gate.
@@ -123,20 +126,18 @@ def create_app(settings: DashSettings, clock_ms: Callable[[], int] = wall_ms) ->
     return app
 
 
-def _tuned(middleware: Middleware) -> Middleware:
-    """The middlewares, cheaper for the dashboard's tick (which every page posts every second).
+def _skip_http_metrics(app: FastAPI, path: str) -> None:
+    """Let requests to `path` skip the HTTP metrics middleware (the instrumentator adds it itself).
 
-    The tick skips the HTTP metrics: the instrumentator matches every request against
-    all routes to name it (about a third of the middlewares' time per tick), and
-    dashboard_callback_duration_seconds already times each tick. Gzip starts at one
-    packet's worth of body: a smaller one goes out in one packet either way, and
-    most ticks are that small.
+    The dashboard's tick, which every page posts every second: the instrumentator
+    matches each request against all routes to name it (about a third of the
+    middlewares' time per tick), and dashboard_callback_duration_seconds already
+    times each tick.
     """
-    if middleware.cls is PrometheusInstrumentatorMiddleware:
-        return Middleware(Bypass, middleware=middleware, paths=(DASH_CALLBACK_PATH,))
-    if middleware.cls is GZipMiddleware:
-        return Middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES)
-    return middleware
+    app.user_middleware = [
+        Middleware(Bypass, middleware=m, paths=(path,)) if m.cls is PrometheusInstrumentatorMiddleware else m
+        for m in app.user_middleware
+    ]
 
 
 def _route_first(app: FastAPI, path: str) -> None:
